@@ -1,0 +1,187 @@
+"""The Python API; the CLI is a thin layer over these functions."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembert.engine.data import EncodedExamples
+from alembert.engine.logger import RunLogger
+from alembert.engine.trainer import Trainer
+from alembert.errors import AlembertError
+from alembert.evaluation.report import retained, write_model_card, write_report
+from alembert.evaluation.scoring import score
+from alembert.evaluation.speed import speed_profile
+from alembert.models.layout import find_layout
+from alembert.models.loading import load_classifier, load_tokenizer
+from alembert.models.students import extract_student, pick_layers, same_vocabulary, student_from_spec
+from alembert.recipe import Recipe, load_recipe, recipe_from_dict
+from alembert.tasks import get_task
+
+__all__ = ["distill", "finetune", "evaluate", "build_student", "RunResult"]
+
+
+@dataclass
+class RunResult:
+    path: Path  # outputs/<run>
+    report: dict
+
+    @property
+    def student_dir(self) -> Path:
+        return self.path / "student"
+
+
+def build_student(recipe: Recipe, teacher, teacher_tokenizer, num_labels: int):
+    spec = recipe.student
+    if spec.init == "checkpoint":
+        return load_classifier(spec.source, num_labels)
+    if spec.init == "spec":
+        if teacher is None:
+            raise AlembertError("student.init 'spec' builds in the teacher's architecture: set teacher")
+        return student_from_spec(teacher, spec.layers, spec.hidden, spec.heads, spec.ffn, recipe.seed), \
+            teacher_tokenizer
+    source, tokenizer = (teacher, teacher_tokenizer)
+    if spec.source:
+        source, tokenizer = load_classifier(spec.source, num_labels)
+        if teacher_tokenizer is not None and not same_vocabulary(tokenizer, teacher_tokenizer):
+            raise AlembertError(
+                f"student.source {spec.source}: its vocabulary ({len(tokenizer)} tokens) differs from the teacher's "
+                f"({len(teacher_tokenizer)}); extract from a model that shares the teacher's tokenizer")
+    layers = pick_layers(spec.extract, find_layout(source).num_layers, spec.layers, spec.layer_ids)
+    return extract_student(source, layers), tokenizer
+
+
+def _token_aligned(recipe: Recipe) -> bool:
+    return any(loss.type != "prediction" for stage in recipe.stages for loss in stage.losses)
+
+
+def _work_dir(final: Path) -> Path:
+    """A hidden sibling of the run directory to write into; published whole when the run succeeds."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as err:
+        raise AlembertError(f"{final.parent}: cannot write the output directory ({err.strerror})") from err
+
+
+def _publish(work: Path, final: Path) -> None:
+    """Swap the finished run into place; an existing run is removed only once the new one is complete."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    work.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overwrite: bool = False,
+            controllers=()) -> RunResult:
+    """Run a recipe end to end: train the student, score teacher and student, write outputs/<run>/."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    final = Path(recipe.output_dir) / recipe.name
+    if final.exists() and not overwrite:  # refuse before any long work starts
+        raise AlembertError(f"{final}: output directory exists (pass --overwrite to replace it)")
+    task = get_task(recipe.task if isinstance(recipe.task, str) else recipe.task.model_dump(), recipe.data_dir)
+    train_examples = task.load("train", recipe.train_limit, recipe.seed)
+    dev_examples = task.load("dev", recipe.dev_limit, recipe.seed)
+    teacher = teacher_tokenizer = None
+    if recipe.teacher is not None:
+        teacher, teacher_tokenizer = load_classifier(recipe.teacher, task.num_labels)
+    student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels)
+    separate_teacher_tokens = teacher_tokenizer is not None and not same_vocabulary(tokenizer, teacher_tokenizer)
+    if separate_teacher_tokens and _token_aligned(recipe):
+        raise AlembertError("student and teacher vocabularies differ: hidden-state and attention losses need one "
+                            "tokenization (use prediction losses only, or a student with the teacher's tokenizer)")
+    train = EncodedExamples(train_examples, tokenizer, recipe.max_length,
+                            teacher_tokenizer if separate_teacher_tokens else None)
+    dev = EncodedExamples(dev_examples, tokenizer, recipe.max_length)
+
+    work = _work_dir(final)
+    try:
+        logger = RunLogger(work)
+        try:
+            result = Trainer(recipe, task, student, teacher, train, dev, logger, controllers).fit()
+            student.cpu()
+            models = [{"name": "student", "metrics": score(student, dev, task, recipe.eval_batch_size)}]
+            if teacher is not None:
+                teacher_dev = dev if not separate_teacher_tokens else EncodedExamples(
+                    dev_examples, teacher_tokenizer, recipe.max_length)
+                teacher.cpu()
+                models.insert(0, {"name": "teacher",
+                                  "metrics": score(teacher, teacher_dev, task, recipe.eval_batch_size)})
+            if recipe.speed:
+                for row, model in zip(models, [teacher, student][2 - len(models):]):
+                    row["speed"] = speed_profile(model, recipe.max_length)
+            report = _report(recipe, task, models, result, len(train), len(dev))
+            student_dir = work / "student"
+            student.save_pretrained(student_dir, safe_serialization=True)
+            tokenizer.save_pretrained(student_dir)
+            write_model_card(student_dir, report)
+            write_report(work, report, logger)
+        finally:
+            logger.close()
+        _publish(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # nothing half-written is left behind
+        raise
+    return RunResult(final, report)
+
+
+def _report(recipe, task, models, result, n_train, n_dev) -> dict:
+    metric = task.main_metric
+    teacher = next((m for m in models if m["name"] == "teacher"), None)
+    student = next(m for m in models if m["name"] == "student")
+    return {
+        "name": recipe.name,
+        "task": {"name": task.name, "main_metric": metric, "metrics": list(task.metrics)},
+        "teacher": recipe.teacher,
+        "student": recipe.student.model_dump(),
+        "stages": [{"name": s.name, "epochs": s.epochs, "lr": s.lr,
+                    "losses": [l.type if l.type != "prediction" else f"prediction(alpha={l.alpha}, T={l.temperature})"
+                               for l in s.losses]} for s in recipe.stages],
+        "seed": recipe.seed,
+        "data": {"train_examples": n_train, "dev_examples": n_dev, "train_limit": recipe.train_limit,
+                 "max_length": recipe.max_length},
+        "models": models,
+        "retained_percent": retained(student["metrics"][metric], teacher["metrics"][metric]) if teacher else None,
+        "training": {"best_metric": result.best_metric, "best_step": result.best_step,
+                     "best_stage": result.best_stage, "seconds": round(result.seconds, 1),
+                     "examples_seen": result.examples_seen, "evaluations": result.history},
+        "recipe": recipe.model_dump(),
+    }
+
+
+def finetune(model: str, task: str | dict, name: str | None = None, output_dir: str = "outputs",
+             epochs: float = 3.0, lr: float = 5e-5, batch_size: int = 32, max_length: int = 128,
+             train_limit: int | None = None, dev_limit: int | None = None, seed: int = 42,
+             data_dir: str | None = None, precision: str = "fp32", overwrite: bool = False,
+             speed: bool = True) -> RunResult:
+    """Fine-tune `model` on `task` with labels alone: a teacher, or the no-teacher baseline of a student."""
+    recipe = recipe_from_dict({
+        "name": name or f"finetune-{Path(str(model)).name}-{task if isinstance(task, str) else 'custom'}",
+        "task": task, "teacher": None,
+        "student": {"init": "checkpoint", "source": str(model)},
+        "stages": [{"name": "finetune", "epochs": epochs, "lr": lr,
+                    "losses": [{"type": "prediction", "alpha": 0.0}]}],
+        "output_dir": output_dir, "batch_size": batch_size, "max_length": max_length, "train_limit": train_limit,
+        "dev_limit": dev_limit, "seed": seed, "data_dir": data_dir, "precision": precision, "speed": speed,
+    }, "finetune")
+    return distill(recipe, overwrite=overwrite)
+
+
+def evaluate(model: str, task: str | dict, split: str = "dev", data_dir: str | None = None,
+             max_length: int = 128, limit: int | None = None, batch_size: int = 128, speed: bool = False) -> dict:
+    """Score a checkpoint on a task split; with speed, also its size and latency."""
+    task_obj = get_task(task, data_dir)
+    net, tokenizer = load_classifier(model, task_obj.num_labels)
+    data = EncodedExamples(task_obj.load(split, limit), tokenizer, max_length)
+    result = {"model": str(model), "task": task_obj.name, "split": split, "examples": len(data),
+              "metrics": score(net, data, task_obj, batch_size)}
+    if speed:
+        result["speed"] = speed_profile(net, max_length)
+    return result

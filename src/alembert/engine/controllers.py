@@ -1,0 +1,29 @@
+"""Named points of the training loop where learning controllers plug in.
+
+A controller overrides only the points it needs. Later methods use them: augmentation rewrites the batch in
+`on_batch`, an RL teacher selector returns per-example weights in `example_weights` and learns in
+`on_step_end` / `on_evaluate`, a domain graph updates in `on_step_end`.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Controller:
+    def on_stage_start(self, stage, trainer) -> None:
+        pass
+
+    def on_batch(self, batch: dict, trainer) -> dict:
+        return batch
+
+    def example_weights(self, batch: dict, student_features, teacher_features, trainer) -> torch.Tensor | None:
+        return None
+
+    def on_step_end(self, step: int, losses: dict[str, float], trainer) -> None:
+        pass
+
+    def on_evaluate(self, step: int, metrics: dict[str, float], trainer) -> None:
+        pass
+
+    def on_stage_end(self, stage, trainer) -> None:
+        pass

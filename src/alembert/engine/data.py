@@ -1,0 +1,72 @@
+"""Tokenized examples and dynamically padded batches."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from alembert.errors import AlembertError
+from alembert.tasks import Example, Task
+
+_FIELDS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class EncodedExamples(Dataset):
+    """Examples encoded by the student's tokenizer and, when its vocabulary differs, the teacher's too."""
+
+    def __init__(self, examples: list[Example], tokenizer, max_length: int, teacher_tokenizer=None):
+        if not examples:
+            raise AlembertError("no examples to encode (the split is empty)")
+        self.examples = examples
+        self.labels = [ex.label for ex in examples]
+        self.student = self._encode(tokenizer, max_length)
+        self.teacher = self._encode(teacher_tokenizer, max_length) if teacher_tokenizer is not None else None
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.teacher_pad_id = (teacher_tokenizer.pad_token_id or 0) if teacher_tokenizer is not None else None
+
+    def _encode(self, tokenizer, max_length):
+        first = [ex.text_a for ex in self.examples]
+        second = [ex.text_b for ex in self.examples] if self.examples[0].text_b is not None else None
+        enc = tokenizer(first, second, truncation=True, max_length=max_length, return_token_type_ids=True)
+        return [{k: enc[k][i] for k in _FIELDS if k in enc} for i in range(len(first))]
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        item = {"index": i, "student": self.student[i]}
+        if self.teacher is not None:
+            item["teacher"] = self.teacher[i]
+        if self.labels[i] is not None:
+            item["labels"] = self.labels[i]
+        return item
+
+    def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        batch = _pad([it["student"] for it in items], self.pad_id)
+        if self.teacher is not None:
+            batch.update({f"teacher_{k}": v for k, v in _pad([it["teacher"] for it in items],
+                                                               self.teacher_pad_id).items()})
+        batch["index"] = torch.tensor([it["index"] for it in items])
+        if "labels" in items[0]:
+            batch["labels"] = torch.tensor([it["labels"] for it in items])
+        return batch
+
+
+def _pad(encodings: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    length = max(len(e["input_ids"]) for e in encodings)
+    out = {}
+    for key in encodings[0]:
+        fill = pad_id if key == "input_ids" else 0
+        out[key] = torch.tensor([e[key] + [fill] * (length - len(e[key])) for e in encodings])
+    return out
+
+
+def teacher_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inputs the teacher sees: its own encoding when it has one, else the student's."""
+    if "teacher_input_ids" in batch:
+        return {k[len("teacher_"):]: v for k, v in batch.items() if k.startswith("teacher_")}
+    return batch
+
+
+def make_loader(data: EncodedExamples, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, collate_fn=data.collate, generator=generator)

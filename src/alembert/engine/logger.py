@@ -1,0 +1,32 @@
+"""Every logged value goes to TensorBoard, a CSV file and memory (for the report's plots)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class RunLogger:
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.rows: list[dict] = []
+        self._writer = SummaryWriter(log_dir=str(directory / "tensorboard"))
+        self._csv_file = open(directory / "metrics.csv", "w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(["stage", "step", "key", "value"])
+
+    def log(self, stage: str, step: int, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.rows.append({"stage": stage, "step": step, "key": key, "value": float(value)})
+            self._csv.writerow([stage, step, key, f"{float(value):.6g}"])
+            self._writer.add_scalar(f"{stage}/{key}", float(value), step)
+        self._csv_file.flush()
+
+    def series(self, stage: str, key: str) -> tuple[list[int], list[float]]:
+        points = [(r["step"], r["value"]) for r in self.rows if r["stage"] == stage and r["key"] == key]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    def close(self) -> None:
+        self._writer.close()
+        self._csv_file.close()

@@ -1,0 +1,153 @@
+"""The one training loop: stages of losses over a frozen teacher and a trainable student, on accelerate."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from alembert.engine.controllers import Controller
+from alembert.engine.data import EncodedExamples, make_loader, teacher_view
+from alembert.engine.logger import RunLogger
+from alembert.engine.objective import Objective
+from alembert.evaluation.scoring import score
+from alembert.models.features import FeatureTap
+from alembert.models.layout import find_layout
+from alembert.recipe import Recipe, StageSpec
+from alembert.tasks import Task
+
+LOG_EVERY = 10
+
+
+@dataclass
+class TrainResult:
+    best_metric: float | None = None
+    best_step: int | None = None
+    best_stage: str | None = None
+    history: list[dict] = field(default_factory=list)  # every evaluation: stage, step, metrics
+    seconds: float = 0.0
+    examples_seen: int = 0
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, task: Task, student, teacher, train: EncodedExamples, dev: EncodedExamples,
+                 logger: RunLogger, controllers: list[Controller] = ()):
+        self.recipe, self.task, self.train_data, self.dev_data = recipe, task, train, dev
+        self.logger, self.controllers = logger, list(controllers)
+        self.accelerator = Accelerator(mixed_precision="bf16" if recipe.precision == "bf16" else "no",
+                                       cpu=not torch.cuda.is_available())
+        self.student = student
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)  # teachers are frozen
+            self.teacher = teacher.to(self.accelerator.device)
+        self.result = TrainResult()
+        self._best_state = None
+
+    def fit(self) -> TrainResult:
+        set_seed(self.recipe.seed)
+        start = time.perf_counter()
+        for index, stage in enumerate(self.recipe.stages):
+            self._run_stage(index, stage)
+        if self._best_state is not None:  # keep the best checkpoint by the task metric
+            self.student.load_state_dict(self._best_state)
+        self.result.seconds = time.perf_counter() - start
+        return self.result
+
+    def _run_stage(self, index: int, stage: StageSpec) -> None:
+        acc = self.accelerator
+        objective = Objective(stage, find_layout(self.student),
+                              find_layout(self.teacher) if self.teacher is not None else None,
+                              self.task.is_regression)
+        for name, param in self.student.named_parameters():
+            param.requires_grad_(not any(pattern in name for pattern in stage.freeze))
+        params = [p for p in list(self.student.parameters()) + list(objective.parameters()) if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]  # biases and LayerNorm weights
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": stage.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=stage.lr)
+        loader = make_loader(self.train_data, self.recipe.batch_size, shuffle=True, seed=self.recipe.seed + index)
+        micro_steps = math.ceil(stage.epochs * len(loader))
+        total_steps = math.ceil(micro_steps / stage.grad_accum)
+        scheduler = get_linear_schedule_with_warmup(optimizer, round(stage.warmup * total_steps), total_steps)
+        acc.gradient_accumulation_steps = stage.grad_accum
+        student, objective, optimizer = acc.prepare(self.student, objective, optimizer)
+        evaluate = stage.evaluate if stage.evaluate is not None else stage.trains_logits
+        eval_every = stage.eval_every or math.ceil(len(loader) / stage.grad_accum)
+        student_tap = FeatureTap(student, objective.student_request)
+        teacher_tap = FeatureTap(self.teacher, objective.teacher_request) if objective.needs_teacher else None
+        for c in self.controllers:
+            c.on_stage_start(stage, self)
+
+        step, micro, running, metric = 0, 0, {}, None
+        bar = tqdm(total=total_steps, desc=f"{self.recipe.name}:{stage.name}", disable=None, leave=False)
+        try:
+            while micro < micro_steps:
+                for batch in loader:
+                    if micro >= micro_steps:
+                        break
+                    for c in self.controllers:
+                        batch = c.on_batch(batch, self)
+                    batch = {k: v.to(acc.device) for k, v in batch.items()}
+                    student.train()
+                    with acc.accumulate(student), acc.autocast():
+                        s_feats = student_tap.run(batch)
+                        t_feats = None
+                        if teacher_tap is not None:
+                            with torch.no_grad():
+                                t_feats = teacher_tap.run(teacher_view(batch))
+                        weights = None
+                        for c in self.controllers:
+                            weights = c.example_weights(batch, s_feats, t_feats, self) if weights is None else weights
+                        loss, parts = objective(s_feats, t_feats, batch.get("labels"), weights)
+                        acc.backward(loss)
+                        if acc.sync_gradients and stage.max_grad_norm:
+                            acc.clip_grad_norm_(params, stage.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    micro += 1
+                    self.result.examples_seen += len(batch["index"])
+                    for key, value in parts.items():
+                        running.setdefault(key, []).append(value)
+                    if not acc.sync_gradients:
+                        continue
+                    scheduler.step()
+                    step += 1
+                    bar.update(1)
+                    if step % LOG_EVERY == 0 or step == total_steps:
+                        means = {k: sum(v) / len(v) for k, v in running.items()}
+                        means["lr"] = scheduler.get_last_lr()[0]
+                        self.logger.log(stage.name, step, means)
+                        bar.set_postfix(loss=f"{means['total']:.4f}", **({"metric": f"{metric:.2f}"} if metric else {}))
+                        running = {}
+                    for c in self.controllers:
+                        c.on_step_end(step, parts, self)
+                    if evaluate and (step % eval_every == 0 or step == total_steps):
+                        metric = self._evaluate(stage, step)
+        finally:
+            bar.close()
+            student_tap.close()
+            if teacher_tap is not None:
+                teacher_tap.close()
+        self.student = acc.unwrap_model(student)
+        for c in self.controllers:
+            c.on_stage_end(stage, self)
+
+    def _evaluate(self, stage: StageSpec, step: int) -> float:
+        metrics = score(self.student, self.dev_data, self.task, self.recipe.eval_batch_size)
+        self.logger.log(stage.name, step, {f"dev_{k}": v for k, v in metrics.items()})
+        self.result.history.append({"stage": stage.name, "step": step, **metrics})
+        main = metrics[self.task.main_metric]
+        if self.result.best_metric is None or main > self.result.best_metric or self.result.best_stage != stage.name:
+            # a later stage's model supersedes an earlier stage's best: selection is within the last stage
+            self.result.best_metric, self.result.best_step, self.result.best_stage = main, step, stage.name
+            self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.student.state_dict().items()})
+        for c in self.controllers:
+            c.on_evaluate(step, metrics, self)
+        return main

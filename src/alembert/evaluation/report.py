@@ -1,0 +1,116 @@
+"""report.json, report.md with its plots, and the student's model card."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from alembert.engine.logger import RunLogger  # noqa: E402
+
+
+def retained(student: float, teacher: float) -> float | None:
+    return 100.0 * student / teacher if teacher else None
+
+
+def plot_losses(logger: RunLogger, path: Path) -> None:
+    stages = list(dict.fromkeys(r["stage"] for r in logger.rows))
+    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        keys = sorted({r["key"] for r in logger.rows if r["stage"] == stage} - {"lr"})
+        for key in keys:
+            if key.startswith("dev_"):
+                continue
+            steps, values = logger.series(stage, key)
+            ax.plot(steps, values, label=key)
+        ax.set_title(f"stage {stage}: loss terms")
+        ax.set_xlabel("optimizer step")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_comparison(rows: list[dict], metric: str, path: Path) -> None:
+    """Bars of the task metric and batch-1 latency for teacher and student."""
+    names = [r["name"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.bar(names, [r["metrics"][metric] for r in rows], color=["#888", "#2a7"][: len(rows)])
+    left.set_title(f"dev {metric}")
+    right.bar(names, [r["speed"]["latency_ms_b1"] for r in rows], color=["#888", "#2a7"][: len(rows)])
+    right.set_title("latency, batch 1 (ms)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def comparison_table(rows: list[dict], metric: str) -> str:
+    teacher = next((r for r in rows if r["name"] == "teacher"), None)
+    lines = [f"| model | dev {metric} | parameters | latency b1 (ms) | latency b32 (ms) | % of teacher |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        kept = retained(r["metrics"][metric], teacher["metrics"][metric]) if teacher else None
+        lines.append(f"| {r['name']} | {r['metrics'][metric]:.2f} | {r['speed']['parameters'] / 1e6:.1f}M | "
+                     f"{r['speed']['latency_ms_b1']:.1f} | {r['speed']['latency_ms_b32']:.1f} | "
+                     f"{'' if kept is None else f'{kept:.1f}%'} |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, report: dict, logger: RunLogger) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    metric = report["task"]["main_metric"]
+    plot_losses(logger, out / "losses.png")
+    md = [f"# {report['name']}", "",
+          f"Task **{report['task']['name']}**; teacher `{report['teacher'] or 'none'}`; "
+          f"student `{report['student']['init']}`; seed {report['seed']}; "
+          f"{report['data']['train_examples']} training and {report['data']['dev_examples']} dev examples.", ""]
+    rows = report["models"]
+    if all("speed" in r for r in rows):
+        plot_comparison(rows, metric, out / "comparison.png")
+        md += [comparison_table(rows, metric), "",
+               f"Latency: median of repeated forward passes at sequence length {rows[0]['speed']['seq_len']}, "
+               f"{rows[0]['speed']['threads']} threads, fp32, on this run's machine.", "",
+               "![teacher vs student](comparison.png)", ""]
+    else:
+        md += ["| model | " + " | ".join(rows[0]["metrics"]) + " |", "|---|" + "---:|" * len(rows[0]["metrics"])]
+        md += [f"| {r['name']} | " + " | ".join(f"{v:.2f}" for v in r["metrics"].values()) + " |" for r in rows]
+        md += [""]
+    md += ["## Training", "", f"Best dev {metric} {report['training']['best_metric']} at step "
+           f"{report['training']['best_step']} of stage {report['training']['best_stage']}; "
+           f"{report['training']['seconds']:.0f} s.", "", "![loss terms per stage](losses.png)", "",
+           "Every logged value: `metrics.csv`; TensorBoard: `tensorboard --logdir tensorboard`.", ""]
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+
+
+def write_model_card(student_dir: Path, report: dict) -> None:
+    metric = report["task"]["main_metric"]
+    student = next(r for r in report["models"] if r["name"] == "student")
+    teacher = next((r for r in report["models"] if r["name"] == "teacher"), None)
+    methods = "; ".join(f"{s['name']}: " + ", ".join(s["losses"]) for s in report["stages"])
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: text-classification", "tags: [alembert, distillation]",
+        "---", "", f"# {report['name']}", "",
+        f"Student distilled by alembert from teacher `{report['teacher']}`." if report["teacher"]
+        else "Fine-tuned by alembert without a teacher.", "",
+        f"- **Method**: {methods}",
+        f"- **Data**: task `{report['task']['name']}`, {report['data']['train_examples']} training examples "
+        f"(limit {report['data']['train_limit']}, seed {report['seed']}), scored on {report['data']['dev_examples']} "
+        "dev examples",
+        f"- **Dev {metric}**: {student['metrics'][metric]:.2f}"
+        + (f" (teacher {teacher['metrics'][metric]:.2f}, "
+           f"{retained(student['metrics'][metric], teacher['metrics'][metric]):.1f}% retained)" if teacher else ""),
+    ]
+    if "speed" in student:
+        sp = student["speed"]
+        lines += [f"- **Size**: {sp['parameters'] / 1e6:.1f}M parameters"
+                  + (f" (teacher {teacher['speed']['parameters'] / 1e6:.1f}M)" if teacher and "speed" in teacher else ""),
+                  f"- **Speed**: {sp['latency_ms_b1']:.1f} ms at batch 1, {sp['latency_ms_b32']:.1f} ms at batch 32, "
+                  f"sequence {sp['seq_len']}, {sp['threads']} CPU threads"
+                  + (f" (teacher {teacher['speed']['latency_ms_b1']:.1f} / {teacher['speed']['latency_ms_b32']:.1f} ms)"
+                     if teacher and "speed" in teacher else "")]
+    lines += ["", "Load it with `AutoModelForSequenceClassification.from_pretrained(path)`; alembert is not needed.", ""]
+    (student_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,16 @@
+"""Distillation losses: one module per family, each an nn.Module returning a scalar."""
+
+from alembert.losses.attention import AttentionProbKL, AttentionScoreMSE
+from alembert.losses.hidden import HiddenMSE
+from alembert.losses.logits import HardLabelCE, KDLoss, LogitMSE, PredictionLoss, RegressionMSE
+
+__all__ = [
+    "AttentionProbKL",
+    "AttentionScoreMSE",
+    "HardLabelCE",
+    "HiddenMSE",
+    "KDLoss",
+    "LogitMSE",
+    "PredictionLoss",
+    "RegressionMSE",
+]

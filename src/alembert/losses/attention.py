@@ -1,0 +1,77 @@
+"""Attention losses: TinyBERT score MSE and MiniLM-style distribution KL."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alembert.errors import AlembertError
+from alembert.losses._reduce import weighted_mean
+
+# Entries at or below this are taken to be additive-mask positions (TinyBERT's rule).
+MASKED_SCORE = -100.0
+
+
+def _check_scores(student: torch.Tensor, teacher: torch.Tensor, name: str) -> None:
+    if student.dim() != 4 or teacher.dim() != 4:
+        raise AlembertError(
+            f"{name}: scores must have shape (batch, heads, tokens, tokens), got "
+            f"{tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
+    if student.shape[1] != teacher.shape[1]:
+        raise AlembertError(
+            f"{name} needs equal head counts: student has {student.shape[1]}, teacher {teacher.shape[1]}"
+        )
+    if student.shape != teacher.shape:
+        raise AlembertError(
+            f"{name}: student and teacher scores must have the same shape, got "
+            f"{tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
+
+
+class AttentionScoreMSE(nn.Module):
+    """MSE between pre-softmax scores (B, H, T, T), entries <= -100 zeroed in both first.
+
+    Zeroing keeps the -10000 mask from dominating the loss. Mean over all elements.
+    """
+
+    def forward(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+        _check_scores(student_scores, teacher_scores, "attention_mse")
+        teacher_scores = teacher_scores.detach()
+        student = student_scores.masked_fill(student_scores <= MASKED_SCORE, 0.0)
+        teacher = teacher_scores.masked_fill(teacher_scores <= MASKED_SCORE, 0.0)
+        per_example = (student - teacher).pow(2).flatten(1).mean(dim=1)
+        return weighted_mean(per_example, weights, "attention_mse")
+
+
+class AttentionProbKL(nn.Module):
+    """KL(A_T || A_S) between softmax(scores) rows, MiniLM's L_AT (also usable for value relations).
+
+    Per example: KL summed over keys, averaged over heads and over the query rows that are real
+    tokens (``mask`` (B, T), all rows when None); then averaged over examples.
+    """
+
+    def forward(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
+                mask: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+        _check_scores(student_scores, teacher_scores, "attention_kl")
+        batch, heads, tokens, _ = student_scores.shape
+        log_s = F.log_softmax(student_scores.float(), dim=-1)
+        log_t = F.log_softmax(teacher_scores.detach().float(), dim=-1)
+        p_t = log_t.exp()
+        # A key with p_T == 0 (e.g. a -inf mask) contributes 0 rather than 0 * -inf.
+        terms = torch.where(p_t > 0, p_t * (log_t - log_s), torch.zeros_like(p_t))
+        row_kl = terms.sum(dim=-1)  # (B, H, T)
+        if mask is None:
+            rows = torch.ones(batch, tokens, dtype=row_kl.dtype, device=row_kl.device)
+        else:
+            if tuple(mask.shape) != (batch, tokens):
+                raise AlembertError(
+                    f"attention_kl: mask must have shape ({batch}, {tokens}), got {tuple(mask.shape)}"
+                )
+            rows = mask.to(row_kl.dtype)
+        # where(), not multiply: a padded row may be NaN when all its keys are -inf.
+        kept = torch.where(rows[:, None, :] > 0, row_kl, torch.zeros_like(row_kl))
+        per_example = kept.sum(dim=(1, 2)) / (heads * rows.sum(dim=1).clamp_min(1))
+        return weighted_mean(per_example, weights, "attention_kl").to(student_scores.dtype)

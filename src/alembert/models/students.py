@@ -1,0 +1,100 @@
+"""Build a student: (a) from a size spec in the teacher's architecture, (b) by extracting teacher layers,
+or (c) from any HF checkpoint. Every student is a plain HF model that loads without alembert."""
+from __future__ import annotations
+
+import copy
+import re
+
+from torch import nn
+from transformers import AutoModelForSequenceClassification
+
+from alembert.errors import AlembertError
+from alembert.models.layout import find_layout
+
+# config attribute names for each size field, BERT-style first, DistilBERT-style second
+_SIZE_FIELDS = {
+    "layers": ("num_hidden_layers", "n_layers"),
+    "hidden": ("hidden_size", "dim"),
+    "heads": ("num_attention_heads", "n_heads"),
+    "ffn": ("intermediate_size", "hidden_dim"),
+}
+
+
+def _set_size(config, field: str, value: int) -> None:
+    for name in _SIZE_FIELDS[field]:
+        if hasattr(config, name):
+            setattr(config, name, value)
+            return
+    raise AlembertError(f"student.{field}: the {config.model_type} config has no field for it")
+
+
+def student_from_spec(teacher: nn.Module, layers: int, hidden: int | None = None, heads: int | None = None,
+                      ffn: int | None = None, seed: int = 0) -> nn.Module:
+    """A randomly initialised model of the teacher's architecture and head, resized."""
+    config = copy.deepcopy(teacher.config)
+    layout = find_layout(teacher)
+    hidden = hidden or layout.hidden_size
+    heads = heads or layout.num_heads
+    if hidden % heads:
+        raise AlembertError(f"student.hidden: {hidden} is not divisible by student.heads {heads}")
+    ffn = ffn or hidden * 4
+    for field, value in (("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn)):
+        _set_size(config, field, value)
+    if getattr(config, "embedding_size", None) is not None and config.model_type == "electra":
+        config.embedding_size = min(config.embedding_size, hidden)
+    import torch
+
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def pick_layers(how: str, teacher_layers: int, student_layers: int | None, explicit: list[int] | None) -> list[int]:
+    """0-based teacher layer indices to copy. 'uniform' takes layers k, 2k, ... (1-based, TinyBERT's map)."""
+    if how == "explicit":
+        if not explicit:
+            raise AlembertError("student.layer_ids: give the teacher layers to extract, e.g. [0, 3]")
+        chosen = list(explicit)
+    else:
+        if not student_layers or student_layers < 1:
+            raise AlembertError("student.layers: expected a positive number of layers to extract")
+        if student_layers > teacher_layers:
+            raise AlembertError(f"student.layers: {student_layers} exceeds the teacher's {teacher_layers} layers")
+        if how == "first":
+            chosen = list(range(student_layers))
+        elif how == "uniform":
+            step = teacher_layers / student_layers
+            chosen = [round((m + 1) * step) - 1 for m in range(student_layers)]
+        else:
+            raise AlembertError(f"student.extract: '{how}' is not one of uniform, first, explicit")
+    for index in chosen:
+        if not 0 <= index < teacher_layers:
+            raise AlembertError(
+                f"student.layer_ids: layer {index} is out of range for a model with {teacher_layers} layers "
+                f"(expected 0..{teacher_layers - 1})"
+            )
+    return chosen
+
+
+def extract_student(source: nn.Module, layer_ids: list[int]) -> nn.Module:
+    """Copy the embeddings, the chosen layers (in order) and the head of `source` into a shallower model."""
+    layout = find_layout(source)
+    config = copy.deepcopy(source.config)
+    _set_size(config, "layers", len(layer_ids))
+    student = AutoModelForSequenceClassification.from_config(config)
+    prefix = re.escape(layout.layers_path) + r"\.(\d+)\."
+    source_state = source.state_dict()
+    new_state = {}
+    for name in student.state_dict():
+        match = re.match(prefix, name)
+        if match:
+            src_layer = layer_ids[int(match.group(1))]
+            src_name = f"{layout.layers_path}.{src_layer}.{name[match.end():]}"
+        else:
+            src_name = name
+        new_state[name] = source_state[src_name].clone()
+    student.load_state_dict(new_state)
+    return student
+
+
+def same_vocabulary(tokenizer_a, tokenizer_b) -> bool:
+    return tokenizer_a.get_vocab() == tokenizer_b.get_vocab()

@@ -1,0 +1,196 @@
+"""The recipe: one YAML file is one run. Validated in full, with typed fields, before any work starts."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from alembert.errors import AlembertError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StudentSpec(_Strict):
+    """init 'extract': copy teacher layers; 'spec': random init at a size; 'checkpoint': any HF checkpoint."""
+
+    init: Literal["extract", "spec", "checkpoint"] = "extract"
+    layers: int | None = Field(None, ge=1)
+    hidden: int | None = Field(None, ge=1)
+    heads: int | None = Field(None, ge=1)
+    ffn: int | None = Field(None, ge=1)
+    extract: Literal["uniform", "first", "explicit"] = "uniform"
+    layer_ids: list[int] | None = None
+    source: str | None = None  # extract from this model instead of the teacher; the checkpoint for 'checkpoint'
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.init == "checkpoint" and not self.source:
+            raise ValueError("init 'checkpoint' needs student.source (a checkpoint directory or hub id)")
+        if self.init == "spec" and not self.layers:
+            raise ValueError("init 'spec' needs student.layers")
+        if self.init == "extract" and self.extract != "explicit" and not self.layers:
+            raise ValueError(f"extract '{self.extract}' needs student.layers")
+        return self
+
+
+class PredictionLossSpec(_Strict):
+    """(1 - alpha) * hard-label loss + alpha * distillation loss on the logits."""
+
+    type: Literal["prediction"]
+    weight: float = Field(1.0, ge=0)
+    alpha: float = Field(1.0, ge=0, le=1)
+    temperature: float = Field(1.0, gt=0)
+    kd: Literal["kl", "soft_ce", "mse"] = "kl"
+    tau_squared: bool = True
+
+
+class HiddenLossSpec(_Strict):
+    type: Literal["hidden_mse"]
+    weight: float = Field(1.0, ge=0)
+    map: Literal["uniform", "last", "skip", "top", "explicit"] = "uniform"
+    layers: list[int] | None = None  # teacher hidden indices for 'explicit', one per student index 0..M
+    embeddings: bool = True  # include the embedding output (index 0 <-> 0) where the map allows it
+
+
+class AttentionLossSpec(_Strict):
+    """attention_mse: TinyBERT's MSE on pre-softmax scores; attention_kl: KL between attention distributions."""
+
+    type: Literal["attention_mse", "attention_kl"]
+    weight: float = Field(1.0, ge=0)
+    map: Literal["uniform", "last", "skip", "top", "explicit"] = "uniform"
+    layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
+
+
+LossSpec = Annotated[Union[PredictionLossSpec, HiddenLossSpec, AttentionLossSpec], Field(discriminator="type")]
+
+
+class StageSpec(_Strict):
+    name: str
+    losses: list[LossSpec] = Field(min_length=1)
+    epochs: float = Field(3.0, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    warmup: float = Field(0.1, ge=0, le=1)  # fraction of the stage's optimizer steps
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    grad_accum: int = Field(1, ge=1)
+    freeze: list[str] = []  # parameter-name substrings to keep frozen, e.g. ["embeddings"]
+    eval_every: int | None = Field(None, ge=1)  # steps; default: once per epoch when the stage trains the logits
+    evaluate: bool | None = None  # default: true when a prediction loss is present
+
+    @property
+    def trains_logits(self) -> bool:
+        return any(loss.type == "prediction" for loss in self.losses)
+
+
+class GenericTaskSpec(_Strict):
+    name: str = "custom"
+    format: Literal["csv", "tsv", "jsonl"]
+    train: str
+    dev: str
+    test: str | None = None
+    text_columns: list[str] = Field(min_length=1, max_length=2)
+    label_column: str = "label"
+    labels: list[str] | None = None
+    regression: bool = False
+    metrics: list[str] | None = None
+
+
+class Recipe(_Strict):
+    name: str
+    task: str | GenericTaskSpec
+    teacher: str | None = None  # None: train the student on labels alone (fine-tuning, the no-teacher baseline)
+    student: StudentSpec
+    stages: list[StageSpec] = Field(min_length=1)
+    data_dir: str | None = None
+    output_dir: str = "outputs"
+    max_length: int = Field(128, ge=8, le=4096)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    train_limit: int | None = Field(None, ge=1)  # a seeded subset of the train split
+    dev_limit: int | None = Field(None, ge=1)
+    seed: int = 42
+    precision: Literal["fp32", "bf16"] = "fp32"
+    speed: bool = True  # measure latency at batch 1 and 32 for the report
+
+    @model_validator(mode="after")
+    def _check(self):
+        for i, stage in enumerate(self.stages):
+            needs_teacher = [l.type for l in stage.losses
+                             if l.type != "prediction" or (l.alpha > 0)]
+            if needs_teacher and self.teacher is None:
+                raise ValueError(f"stages.{i}: losses {', '.join(needs_teacher)} need a teacher (set teacher, "
+                                 "or use a prediction loss with alpha: 0)")
+        if self.student.init == "extract" and self.teacher is None and not self.student.source:
+            raise ValueError("student: extracting layers needs a teacher or student.source")
+        return self
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: {path}: unknown key"
+    if first["type"] == "missing":
+        return f"{source}: {path}: required key is missing"
+    message = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    return f"{source}: {path}: {message}{shown}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise AlembertError(f"--set {text}: expected key=value, e.g. stages.0.lr=3e-5")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for depth, key in enumerate(keys[:-1]):
+            child = node[int(key)] if isinstance(node, list) and key.isdigit() and int(key) < len(node) else (
+                node.get(key) if isinstance(node, dict) else None)
+            if child is None:
+                if not isinstance(node, dict):
+                    raise AlembertError(f"--set {text}: {'.'.join(keys[:depth + 1])} does not exist in the recipe")
+                child = node[key] = {}
+            node = child
+        last = keys[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise AlembertError(f"--set {text}: {'.'.join(keys)} is not an index of the list")
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise AlembertError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise AlembertError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    if not isinstance(data, dict):
+        raise AlembertError(f"{path}: expected a mapping of recipe keys at the top level")
+    return recipe_from_dict(apply_overrides(data, list(overrides)), str(path))
+
+
+def recipe_from_dict(data: dict, source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        raise AlembertError(_format_error(err, source)) from err

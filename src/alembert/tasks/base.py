@@ -1,0 +1,90 @@
+"""Example and Task: the common shape every task (GLUE, Amazon, generic files) is loaded into."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembert.errors import AlembertError
+from alembert.tasks.metrics import compute_metrics
+
+
+@dataclass(frozen=True)
+class Example:
+    text_a: str
+    text_b: str | None  # second sentence for pair tasks, else None
+    label: int | float | None  # class id, regression target, or None when unlabeled
+    domain: str | None = None  # e.g. 'books' for Amazon multi-domain
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    label_names: tuple[str, ...] | None  # raw label strings in class-id order; None for regression
+    metrics: tuple[str, ...]  # first one is the main metric, used for model selection
+    is_pair: bool
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", "dev", "test")
+
+    def load(self, split: str, limit: int | None = None, seed: int = 0) -> list[Example]:
+        """All examples of `split`, or a seeded random subset of `limit` of them in file order."""
+        if split not in self.splits:
+            raise AlembertError(f"{self.name}: unknown split '{split}' (expected one of {', '.join(self.splits)})")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise AlembertError(f"{self.name}: limit must be a positive integer, got {limit!r}")
+        return subset(self._read(split), limit, seed)
+
+    def compute_metrics(self, predictions, labels) -> dict[str, float]:
+        return compute_metrics(self.metrics, predictions, labels, regression=self.is_regression)
+
+    def _read(self, split: str) -> list[Example]:
+        raise NotImplementedError
+
+
+def subset(examples: list, limit: int | None, seed: int) -> list:
+    """Seeded sample of `limit` items; sorted indices keep file order so subsets stay readable."""
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    return [examples[i] for i in keep]
+
+
+NO_DATA_DIR = (
+    "no data directory: pass --data-dir DIR or set ALEMBERT_DATA (expected GLUE folders such as DIR/glue/SST-2)"
+)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """Explicit argument, else $ALEMBERT_DATA, else ../shared/data beside the current directory,
+    else ../shared/data beside the repository root (the directory with pyproject.toml)."""
+    if data_dir is not None and str(data_dir) != "":
+        return Path(data_dir).expanduser()
+    env = os.environ.get("ALEMBERT_DATA")
+    if env:
+        return Path(env).expanduser()
+    here = Path("..") / "shared" / "data"
+    if here.is_dir():
+        return here  # kept relative so messages read like ../shared/data/glue/RTE/train.tsv
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file():
+            beside = parent.parent / "shared" / "data"
+            if beside.is_dir():
+                return beside
+            break
+    raise AlembertError(NO_DATA_DIR)

@@ -1,0 +1,144 @@
+"""Tasks from the user's own CSV, TSV or JSON-lines files, described by a dict (e.g. from a recipe)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembert.errors import AlembertError
+from alembert.tasks.base import Example, Task
+from alembert.tasks.metrics import METRIC_NAMES, REGRESSION_METRICS
+from alembert.tasks.readers import check_columns, class_label, float_label, make_examples, read_jsonl, read_table
+
+FORMATS = {"csv": ",", "tsv": "\t", "jsonl": None}
+SPEC_KEYS = ("name", "format", "train", "dev", "test", "text_columns", "label_column", "labels", "regression",
+             "metrics")
+
+
+@dataclass(frozen=True)
+class GenericTask(Task):
+    format: str = "csv"
+    files: tuple[tuple[str, Path], ...] = ()  # (split, path) for the splits the spec names
+    text_columns: tuple[str, ...] = ()
+    label_column: str = "label"
+
+    def _read(self, split: str) -> list[Example]:
+        files = dict(self.files)
+        if split not in files:
+            raise AlembertError(f"{self.name}: no '{split}' file in the task spec (expected key '{split}: PATH')")
+        path = files[split]
+        records = read_records(path, self.format)
+        a, b = self.text_columns[0], (self.text_columns[1] if self.is_pair else None)
+        label_required = split != "test"  # a test file may come without labels
+        label = self.label_column
+        if self.format != "jsonl":
+            if not label_required and label not in records[0][1]:
+                label = None
+            check_columns(path, records, (a, b, label))
+        parse = float_label() if self.is_regression else class_label(self.label_names)
+        return make_examples(path, records, a, b, label, parse, label_required=label_required)
+
+
+def read_records(path: Path, fmt: str):
+    if fmt == "jsonl":
+        return read_jsonl(path)
+    return read_table(path, delimiter=FORMATS[fmt], quote=True)
+
+
+def _sort_labels(values: set[str]) -> tuple[str, ...]:
+    """Numeric labels sort by value ('2' before '10'); anything else alphabetically."""
+    try:
+        return tuple(sorted(values, key=float))
+    except ValueError:
+        return tuple(sorted(values))
+
+
+def generic_task(spec: dict, data_dir=None) -> GenericTask:
+    """Validate the dict form of a task. Relative paths are taken from `data_dir` when one is given."""
+
+    def bad(key, expected):
+        return AlembertError(f"task spec, key '{key}': expected {expected}, found {spec.get(key)!r}")
+
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise AlembertError(f"task spec: unknown key '{unknown[0]}' (expected keys: {', '.join(SPEC_KEYS)})")
+    name = spec.get("name", "custom")
+    if not isinstance(name, str) or not name:
+        raise bad("name", "a non-empty string")
+
+    files = []
+    for split in ("train", "dev", "test"):
+        if spec.get(split) is not None:
+            if not isinstance(spec[split], (str, Path)):
+                raise bad(split, "a file path")
+            path = Path(spec[split]).expanduser()
+            if data_dir is not None and not path.is_absolute():
+                path = Path(data_dir) / path
+            files.append((split, path))
+    if not files:
+        raise AlembertError("task spec: expected at least one of the keys 'train', 'dev', 'test' with a file path")
+
+    fmt = spec.get("format")
+    if fmt is None:  # infer from the first file's extension
+        fmt = files[0][1].suffix.lstrip(".").lower()
+        fmt = "jsonl" if fmt == "json" else fmt
+    if fmt not in FORMATS:
+        raise bad("format", f"one of {', '.join(FORMATS)}")
+
+    cols = spec.get("text_columns")
+    if isinstance(cols, str):
+        cols = [cols]
+    if not isinstance(cols, (list, tuple)) or len(cols) not in (1, 2) or not all(isinstance(c, str) for c in cols):
+        raise bad("text_columns", "a list of one or two column names")
+    label_column = spec.get("label_column", "label")
+    if not isinstance(label_column, str):
+        raise bad("label_column", "a column name")
+    regression = spec.get("regression", False)
+    if not isinstance(regression, bool):
+        raise bad("regression", "true or false")
+
+    label_names = None
+    if not regression:
+        labels = spec.get("labels")
+        if labels is None:
+            label_names = _infer_labels(dict(files), fmt, label_column, name)
+        elif isinstance(labels, (list, tuple)) and labels and all(isinstance(x, (str, int)) for x in labels):
+            label_names = tuple(str(x) for x in labels)
+            if len(set(label_names)) != len(label_names):
+                raise bad("labels", "distinct label values")
+        else:
+            raise bad("labels", "a non-empty list of label values")
+        if len(label_names) < 2:
+            raise bad("labels", "at least two classes")
+
+    metrics = spec.get("metrics") or (REGRESSION_METRICS if regression else ("accuracy",))
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    allowed = REGRESSION_METRICS if regression else tuple(m for m in METRIC_NAMES if m not in REGRESSION_METRICS)
+    if not isinstance(metrics, (list, tuple)) or any(m not in allowed for m in metrics):
+        raise bad("metrics", f"a list drawn from {', '.join(allowed)}")
+
+    return GenericTask(name=name, label_names=label_names, metrics=tuple(metrics), is_pair=len(cols) == 2,
+                       format=fmt, files=tuple(files), text_columns=tuple(cols), label_column=label_column)
+
+
+def _infer_labels(files: dict, fmt: str, label_column: str, name: str) -> tuple[str, ...]:
+    if "train" not in files:
+        raise AlembertError(f"task spec '{name}': give 'labels' or a 'train' file to infer them from")
+    path = files["train"]
+    records = read_records(path, fmt)
+    if fmt != "jsonl":
+        check_columns(path, records, (label_column,))
+    values = set()
+    for where, fields in records:
+        if label_column not in fields:
+            raise AlembertError(f"{path}, {where}: missing key '{label_column}' (keys found: {', '.join(fields)})")
+        raw = fields[label_column]
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)
+        if not isinstance(raw, str) or not raw.strip():
+            raise AlembertError(f"{path}, {where}: label {raw!r} is empty or not a string/integer")
+        values.add(raw.strip())
+    if len(values) < 2:
+        raise AlembertError(f"{path}: found only the label {', '.join(values)}; expected at least two classes")
+    return _sort_labels(values)

@@ -1,0 +1,39 @@
+"""Find a task by name ('sst2', 'SST-2', 'mnli-mm', 'amazon-books') or build one from a dict spec."""
+
+from __future__ import annotations
+
+from alembert.errors import AlembertError
+from alembert.tasks.amazon import AMAZON_DOMAINS, amazon_task
+from alembert.tasks.base import Task, resolve_data_dir
+from alembert.tasks.generic import generic_task
+from alembert.tasks.glue import GLUE_NAMES, glue_task
+
+TASK_NAMES = GLUE_NAMES + tuple(f"amazon-{d}" for d in AMAZON_DOMAINS)
+
+# Spellings people use, with '-' and '_' removed: 'SST-2' -> 'sst2', 'STS-B' -> 'stsb'.
+_ALIASES = {name.replace("-", ""): name for name in GLUE_NAMES}
+_ALIASES.update({"mnlim": "mnli", "mnlimatched": "mnli", "mnlimismatched": "mnli-mm"})
+
+
+def get_task(spec, data_dir=None) -> Task:
+    if isinstance(spec, dict):
+        return generic_task(spec, data_dir)
+    if not isinstance(spec, str):
+        raise AlembertError(f"task: expected a task name or a dict describing files, found {spec!r}")
+    key = spec.strip().lower()
+    for prefix in ("amazon-", "amazon_", "amazon/"):
+        if key.startswith(prefix) and len(key) > len(prefix):
+            return _amazon(key[len(prefix):], spec, data_dir)
+    name = _ALIASES.get(key.replace("-", "").replace("_", ""))
+    if name is None:
+        raise AlembertError(f"unknown task '{spec}' (known tasks: {', '.join(TASK_NAMES)}, or a dict with files)")
+    return glue_task(name, data_dir)
+
+
+def _amazon(domain: str, spec: str, data_dir):
+    # Any folder under amazon/ is a domain; the four standard ones need no folder check up front.
+    if domain not in AMAZON_DOMAINS:
+        folder = resolve_data_dir(data_dir) / "amazon" / domain
+        if not folder.is_dir():
+            raise AlembertError(f"unknown task '{spec}': no folder {folder} (known tasks: {', '.join(TASK_NAMES)})")
+    return amazon_task(domain, data_dir)

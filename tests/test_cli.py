@@ -1,0 +1,110 @@
+"""`alembert distill` end to end on a tiny model, and the one-line errors of bad input."""
+import json
+
+import pytest
+import yaml
+from transformers import AutoModelForSequenceClassification
+
+from alembert.cli import main
+from conftest import write_tokenizer, tiny_bert
+
+
+def _recipe(tmp_path, toy_task, teacher_dir, **changes):
+    recipe = {
+        "name": "tiny", "task": toy_task, "teacher": str(teacher_dir), "output_dir": str(tmp_path / "out"),
+        "student": {"init": "extract", "extract": "uniform", "layers": 2},
+        "max_length": 16, "batch_size": 16, "eval_batch_size": 32, "speed": True,
+        "stages": [
+            {"name": "ild", "epochs": 1, "lr": 1e-3, "losses": [
+                {"type": "hidden_mse", "map": "uniform"}, {"type": "attention_mse", "map": "uniform"}]},
+            {"name": "prediction", "epochs": 2, "lr": 1e-3, "eval_every": 3, "losses": [
+                {"type": "prediction", "alpha": 0.5, "temperature": 2.0}]},
+        ],
+    }
+    recipe.update(changes)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_distill_end_to_end(tmp_path, toy_task, tiny_teacher_dir, capsys):
+    path = _recipe(tmp_path, toy_task, tiny_teacher_dir)
+    assert main(["distill", str(path), "--set", "seed=3"]) == 0
+    run = tmp_path / "out" / "tiny"
+    printed = capsys.readouterr().out
+    assert "% of teacher" in printed and str(run / "report.md") in printed
+    for name in ("report.json", "report.md", "losses.png", "comparison.png", "metrics.csv", "student/README.md",
+                 "student/model.safetensors", "student/config.json", "student/tokenizer.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").iterdir())
+    report = json.loads((run / "report.json").read_text())
+    assert report["seed"] == 3 and [m["name"] for m in report["models"]] == ["teacher", "student"]
+    assert report["models"][1]["speed"]["parameters"] < report["models"][0]["speed"]["parameters"]
+    assert report["training"]["best_stage"] == "prediction"
+    csv_keys = {line.split(",")[2] for line in (run / "metrics.csv").read_text().splitlines()[1:]}
+    assert {"hidden_mse", "attention_mse", "ce", "kd", "total", "lr", "dev_accuracy"} <= csv_keys
+    card = (run / "student" / "README.md").read_text()
+    assert str(tiny_teacher_dir) in card and "toy" in card and "parameters" in card and "ms at batch 1" in card
+    student = AutoModelForSequenceClassification.from_pretrained(run / "student")
+    assert student.config.num_hidden_layers == 2
+
+
+def test_same_seed_same_result(tmp_path, toy_task, tiny_teacher_dir):
+    reports = []
+    for name in ("a", "b"):
+        path = _recipe(tmp_path, toy_task, tiny_teacher_dir, name=name, speed=False)
+        assert main(["distill", str(path)]) == 0
+        reports.append(json.loads((tmp_path / "out" / name / "report.json").read_text()))
+    assert reports[0]["training"]["evaluations"] == reports[1]["training"]["evaluations"]
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path, toy_task, tiny_teacher_dir, capsys):
+    path = _recipe(tmp_path, toy_task, tiny_teacher_dir, speed=False)
+    keep = tmp_path / "out" / "tiny"
+    keep.mkdir(parents=True)
+    (keep / "mine.txt").write_text("precious")
+    assert "output directory exists (pass --overwrite" in _error(capsys, ["distill", str(path)])
+    assert (keep / "mine.txt").read_text() == "precious"
+    assert main(["distill", str(path), "--overwrite"]) == 0
+    assert (keep / "report.json").is_file() and not (keep / "mine.txt").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["tiny"]  # no temporary folders left
+
+
+def test_bad_inputs_give_one_line(tmp_path, toy_task, tiny_teacher_dir, capsys):
+    path = _recipe(tmp_path, toy_task, tiny_teacher_dir, speed=False)
+    err = _error(capsys, ["distill", str(path), "--set", "stages.0.losses.0.map=explicit",
+                          "--set", "stages.0.losses.0.layers=[0,2,9]"])
+    assert "teacher layer 9 is out of range" in err
+    err = _error(capsys, ["distill", str(path), "--set", "stages.0.losses.0.mapp=last"])
+    assert "stages.0.losses.0.hidden_mse.mapp: unknown key" in err
+    err = _error(capsys, ["distill", str(path), "--set", "student.layers=9"])
+    assert "student.layers: 9 exceeds" in err
+    err = _error(capsys, ["distill", str(path), "--set", f"teacher={tmp_path / 'missing'}"])
+    assert "missing: no such directory" in err
+    err = _error(capsys, ["distill", str(path), "--set", f"task.train={tmp_path / 'absent.csv'}"])
+    assert "absent.csv" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_vocabulary_mismatch_when_extracting(tmp_path, toy_task, tiny_teacher_dir, capsys):
+    other = tmp_path / "other"
+    model = tiny_bert()
+    model.save_pretrained(other)
+    write_tokenizer(other, extra_words=("extra",))
+    path = _recipe(tmp_path, toy_task, tiny_teacher_dir, speed=False)
+    err = _error(capsys, ["distill", str(path), "--set", f"student.source={other}"])
+    assert "vocabulary" in err and "differs from the teacher" in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from alembert.errors import AlembertError
+
+    with pytest.raises(AlembertError):
+        main(["--debug", "distill", str(tmp_path / "nope.yaml")])
