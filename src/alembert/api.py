@@ -163,7 +163,7 @@ def finetune(model: str, task: str | dict, name: str | None = None, output_dir: 
              speed: bool = True) -> RunResult:
     """Fine-tune `model` on `task` with labels alone: a teacher, or the no-teacher baseline of a student."""
     recipe = recipe_from_dict({
-        "name": name or f"finetune-{Path(str(model)).name}-{task if isinstance(task, str) else 'custom'}",
+        "name": name or f"finetune-{Path(str(model)).name}-{task if isinstance(task, str) else task.get('name', 'custom')}",
         "task": task, "teacher": None,
         "student": {"init": "checkpoint", "source": str(model)},
         "stages": [{"name": "finetune", "epochs": epochs, "lr": lr,

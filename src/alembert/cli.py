@@ -17,7 +17,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ft = sub.add_parser("finetune", help="fine-tune a model on a task (makes a teacher, or a no-teacher baseline)")
     ft.add_argument("--model", required=True, help="checkpoint directory or hub id")
-    ft.add_argument("--task", required=True, help="task name (sst2, mrpc, cola, rte, stsb, amazon-books, ...)")
+    ft.add_argument("--task", required=True,
+                    help="task name (sst2, mrpc, cola, rte, stsb, amazon-books, ...) or a task YAML for your files")
     ft.add_argument("--name", help="run name (default: finetune-<model>-<task>)")
     ft.add_argument("--output-dir", default="outputs", help="parent of the run directory (default: outputs)")
     ft.add_argument("--epochs", type=float, default=3.0)
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="score a checkpoint on a task's split")
     ev.add_argument("model", help="checkpoint directory or hub id")
-    ev.add_argument("--task", required=True)
+    ev.add_argument("--task", required=True, help="task name or a task YAML for your files")
     ev.add_argument("--split", default="dev")
     ev.add_argument("--max-length", type=int, default=128)
     ev.add_argument("--limit", type=int, help="score a seeded subset of this many examples")
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="teacher on SST-2, TinyBERT-style 2-layer student, no-teacher baseline, table")
     dm.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
     dm.add_argument("--output-dir", default="outputs/demo")
-    dm.add_argument("--train-limit", type=int, default=8000, help="SST-2 train subset size (default 8000)")
+    dm.add_argument("--train-limit", type=int, default=4000, help="SST-2 train subset size (default 4000)")
     dm.add_argument("--overwrite", action="store_true")
     return parser
 

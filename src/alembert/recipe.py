@@ -89,7 +89,7 @@ class StageSpec(_Strict):
 
 class GenericTaskSpec(_Strict):
     name: str = "custom"
-    format: Literal["csv", "tsv", "jsonl"]
+    format: Literal["csv", "tsv", "jsonl"] | None = None  # None: from the train file's extension
     train: str
     dev: str
     test: str | None = None

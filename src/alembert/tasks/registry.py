@@ -1,6 +1,11 @@
-"""Find a task by name ('sst2', 'SST-2', 'mnli-mm', 'amazon-books') or build one from a dict spec."""
+"""Find a task by name ('sst2', 'SST-2', 'mnli-mm', 'amazon-books') or build one from a dict spec
+(or a YAML file holding one)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
 
 from alembert.errors import AlembertError
 from alembert.tasks.amazon import AMAZON_DOMAINS, amazon_task
@@ -16,6 +21,8 @@ _ALIASES.update({"mnlim": "mnli", "mnlimatched": "mnli", "mnlimismatched": "mnli
 
 
 def get_task(spec, data_dir=None) -> Task:
+    if isinstance(spec, str) and spec.endswith((".yaml", ".yml")):
+        spec = read_task_file(Path(spec))
     if isinstance(spec, dict):
         return generic_task(spec, data_dir)
     if not isinstance(spec, str):
@@ -28,6 +35,22 @@ def get_task(spec, data_dir=None) -> Task:
     if name is None:
         raise AlembertError(f"unknown task '{spec}' (known tasks: {', '.join(TASK_NAMES)}, or a dict with files)")
     return glue_task(name, data_dir)
+
+
+def read_task_file(path: Path) -> dict:
+    """A YAML file holding the dict form (your own files); relative paths are taken from the file's folder."""
+    if not path.is_file():
+        raise AlembertError(f"{path}: task file not found")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise AlembertError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    if not isinstance(spec, dict):
+        raise AlembertError(f"{path}: expected a mapping with format, train, dev, text_columns, label_column")
+    for split in ("train", "dev", "test"):
+        if isinstance(spec.get(split), str) and not Path(spec[split]).is_absolute():
+            spec[split] = str(path.parent / spec[split])
+    return spec
 
 
 def _amazon(domain: str, spec: str, data_dir):
