@@ -30,9 +30,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 TASKS = {
     "sst2": {"train_limit": 4000, "max_length": 64, "teacher_epochs": 2},
     "mrpc": {"train_limit": None, "max_length": 128, "teacher_epochs": 3},
-    "cola": {"train_limit": None, "max_length": 64, "teacher_epochs": 3},
+    "cola": {"train_limit": 4000, "max_length": 64, "teacher_epochs": 3},
     "rte": {"train_limit": None, "max_length": 128, "teacher_epochs": 3},
-    "stsb": {"train_limit": None, "max_length": 128, "teacher_epochs": 3},
+    "stsb": {"train_limit": 4000, "max_length": 128, "teacher_epochs": 3},
 }
 METHODS = ("no-teacher", "kd", "tinybert")
 

@@ -108,3 +108,25 @@ def test_debug_shows_the_traceback(tmp_path):
 
     with pytest.raises(AlembertError):
         main(["--debug", "distill", str(tmp_path / "nope.yaml")])
+
+
+def test_eval_with_a_task_file(tmp_path, toy_task, tiny_teacher_dir, capsys):
+    task_file = tmp_path / "toy.yaml"
+    spec = dict(toy_task, train="train.csv", dev="dev.csv")  # relative to the task file's folder
+    task_file.write_text(yaml.safe_dump(spec))
+    assert main(["eval", str(tiny_teacher_dir), "--task", str(task_file), "--speed", "--max-length", "32"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["examples"] == 32 and 0 <= result["metrics"]["accuracy"] <= 100
+    assert result["speed"]["parameters"] > 0
+    err = _error(capsys, ["eval", str(tiny_teacher_dir), "--task", str(tmp_path / "nope.yaml")])
+    assert "nope.yaml: task file not found" in err
+
+
+def test_head_size_mismatch_is_refused(tmp_path, tiny_teacher_dir, capsys):
+    stsb_like = tmp_path / "reg.csv"
+    stsb_like.write_text("text,score\ngood movie,4.5\nbad film,1.0\n")
+    task_file = tmp_path / "reg.yaml"
+    task_file.write_text(yaml.safe_dump({"name": "reg", "train": "reg.csv", "dev": "reg.csv",
+                                         "text_columns": ["text"], "label_column": "score", "regression": True}))
+    err = _error(capsys, ["eval", str(tiny_teacher_dir), "--task", str(task_file)])
+    assert "classification head has 2 labels, the task needs 1" in err

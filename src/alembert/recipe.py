@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alembert.errors import AlembertError
+from alembert.yaml_file import read_yaml_mapping
 
 
 class _Strict(BaseModel):
@@ -178,14 +179,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
     path = Path(path)
-    if not path.is_file():
-        raise AlembertError(f"{path}: recipe file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise AlembertError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
-    if not isinstance(data, dict):
-        raise AlembertError(f"{path}: expected a mapping of recipe keys at the top level")
+    data = read_yaml_mapping(path, "recipe", "recipe keys at the top level")
     return recipe_from_dict(apply_overrides(data, list(overrides)), str(path))
 
 

@@ -102,9 +102,7 @@ class Trainer:
                         if teacher_tap is not None:
                             with torch.no_grad():
                                 t_feats = teacher_tap.run(teacher_view(batch))
-                        weights = None
-                        for c in self.controllers:
-                            weights = c.example_weights(batch, s_feats, t_feats, self) if weights is None else weights
+                        weights = self._example_weights(batch, s_feats, t_feats)
                         loss, parts = objective(s_feats, t_feats, batch.get("labels"), weights)
                         acc.backward(loss)
                         if acc.sync_gradients and stage.max_grad_norm:
@@ -138,6 +136,14 @@ class Trainer:
         self.student = acc.unwrap_model(student)
         for c in self.controllers:
             c.on_stage_end(stage, self)
+
+    def _example_weights(self, batch, student_features, teacher_features):
+        """Per-example loss weights from the first controller that gives any (None: all examples count alike)."""
+        for c in self.controllers:
+            weights = c.example_weights(batch, student_features, teacher_features, self)
+            if weights is not None:
+                return weights
+        return None
 
     def _evaluate(self, stage: StageSpec, step: int) -> float:
         metrics = score(self.student, self.dev_data, self.task, self.recipe.eval_batch_size)

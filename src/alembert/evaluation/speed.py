@@ -31,6 +31,7 @@ def latency_ms(model, batch_size: int, seq_len: int, repeats: int = 10, warmup: 
 
 
 def speed_profile(model, seq_len: int, repeats: int = 10) -> dict[str, float]:
+    seq_len = min(seq_len, getattr(model.config, "max_position_embeddings", seq_len))
     return {
         "parameters": count_parameters(model),
         "latency_ms_b1": latency_ms(model, 1, seq_len, repeats=repeats * 3),

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from alembert.errors import AlembertError
+from alembert.yaml_file import read_yaml_mapping
 from alembert.tasks.amazon import AMAZON_DOMAINS, amazon_task
 from alembert.tasks.base import Task, resolve_data_dir
 from alembert.tasks.generic import generic_task
@@ -39,14 +38,7 @@ def get_task(spec, data_dir=None) -> Task:
 
 def read_task_file(path: Path) -> dict:
     """A YAML file holding the dict form (your own files); relative paths are taken from the file's folder."""
-    if not path.is_file():
-        raise AlembertError(f"{path}: task file not found")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise AlembertError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
-    if not isinstance(spec, dict):
-        raise AlembertError(f"{path}: expected a mapping with format, train, dev, text_columns, label_column")
+    spec = read_yaml_mapping(path, "task", "task keys (format, train, dev, text_columns, label_column)")
     for split in ("train", "dev", "test"):
         if isinstance(spec.get(split), str) and not Path(spec[split]).is_absolute():
             spec[split] = str(path.parent / spec[split])
