@@ -130,3 +130,10 @@ def test_head_size_mismatch_is_refused(tmp_path, tiny_teacher_dir, capsys):
                                          "text_columns": ["text"], "label_column": "score", "regression": True}))
     err = _error(capsys, ["eval", str(tiny_teacher_dir), "--task", str(task_file)])
     assert "classification head has 2 labels, the task needs 1" in err
+
+
+def test_debug_after_the_command(tmp_path):
+    from alembert.errors import AlembertError
+
+    with pytest.raises(AlembertError):
+        main(["distill", str(tmp_path / "nope.yaml"), "--debug"])

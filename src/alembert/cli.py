@@ -13,9 +13,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alembert", description="Distil fine-tuned encoders into small, fast students.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    # --debug is accepted after the command too; SUPPRESS keeps a subcommand from resetting the top-level flag
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ft = sub.add_parser("finetune", help="fine-tune a model on a task (makes a teacher, or a no-teacher baseline)")
+    ft = sub.add_parser("finetune", parents=[common],
+                        help="fine-tune a model on a task (makes a teacher, or a no-teacher baseline)")
     ft.add_argument("--model", required=True, help="checkpoint directory or hub id")
     ft.add_argument("--task", required=True,
                     help="task name (sst2, mrpc, cola, rte, stsb, amazon-books, ...) or a task YAML for your files")
@@ -31,14 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
-    ds = sub.add_parser("distill", help="run a distillation recipe (YAML)")
+    ds = sub.add_parser("distill", parents=[common],
+                        help="run a distillation recipe (YAML)")
     ds.add_argument("recipe", help="recipe file, e.g. recipes/tinybert.yaml")
     ds.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a recipe key by its dotted path, e.g. --set stages.0.lr=3e-5 (repeatable)")
     ds.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
     ds.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
 
-    ev = sub.add_parser("eval", help="score a checkpoint on a task's split")
+    ev = sub.add_parser("eval", parents=[common],
+                        help="score a checkpoint on a task's split")
     ev.add_argument("model", help="checkpoint directory or hub id")
     ev.add_argument("--task", required=True, help="task name or a task YAML for your files")
     ev.add_argument("--split", default="dev")
@@ -47,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--speed", action="store_true", help="also measure parameters and latency")
     ev.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
 
-    dm = sub.add_parser("demo", help="teacher on SST-2, TinyBERT-style 2-layer student, no-teacher baseline, table")
+    dm = sub.add_parser("demo", parents=[common],
+                        help="teacher on SST-2, TinyBERT-style 2-layer student, no-teacher baseline, table")
     dm.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
     dm.add_argument("--output-dir", default="outputs/demo")
     dm.add_argument("--train-limit", type=int, default=4000, help="SST-2 train subset size (default 4000)")
