@@ -137,3 +137,19 @@ def test_debug_after_the_command(tmp_path):
 
     with pytest.raises(AlembertError):
         main(["distill", str(tmp_path / "nope.yaml"), "--debug"])
+
+
+def test_finetune_from_a_headless_encoder_is_reproducible(tmp_path, toy_task):
+    """A new head is initialised from the seed too, so fine-tuning a base encoder twice gives the same run."""
+    from transformers import BertModel
+
+    from alembert import api
+
+    base = tmp_path / "base"
+    BertModel(tiny_bert().config).save_pretrained(base)
+    write_tokenizer(base)
+    runs = [api.finetune(str(base), toy_task, name=name, output_dir=str(tmp_path / "out"), epochs=1, lr=1e-3,
+                         batch_size=16, max_length=16, speed=False) for name in ("one", "two")]
+    assert runs[0].report["training"]["evaluations"] == runs[1].report["training"]["evaluations"]
+    first, second = (AutoModelForSequenceClassification.from_pretrained(r.student_dir) for r in runs)
+    assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values()))

@@ -7,6 +7,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from accelerate.utils import set_seed
+
 from alembert.engine.data import EncodedExamples
 from alembert.engine.logger import RunLogger
 from alembert.engine.trainer import Trainer
@@ -89,6 +91,7 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     task = get_task(recipe.task if isinstance(recipe.task, str) else recipe.task.model_dump(), recipe.data_dir)
     train_examples = task.load("train", recipe.train_limit, recipe.seed)
     dev_examples = task.load("dev", recipe.dev_limit, recipe.seed)
+    set_seed(recipe.seed)  # before any model is built: a new classification head is initialised randomly
     teacher = teacher_tokenizer = None
     if recipe.teacher is not None:
         teacher, teacher_tokenizer = load_classifier(recipe.teacher, task.num_labels)
@@ -162,8 +165,9 @@ def finetune(model: str, task: str | dict, name: str | None = None, output_dir: 
              data_dir: str | None = None, precision: str = "fp32", overwrite: bool = False,
              speed: bool = True) -> RunResult:
     """Fine-tune `model` on `task` with labels alone: a teacher, or the no-teacher baseline of a student."""
+    task_name = task if isinstance(task, str) else task.get("name", "custom")
     recipe = recipe_from_dict({
-        "name": name or f"finetune-{Path(str(model)).name}-{task if isinstance(task, str) else task.get('name', 'custom')}",
+        "name": name or f"finetune-{Path(str(model)).name}-{Path(task_name).stem}",
         "task": task, "teacher": None,
         "student": {"init": "checkpoint", "source": str(model)},
         "stages": [{"name": "finetune", "epochs": epochs, "lr": lr,
