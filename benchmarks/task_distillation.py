@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from alembert import api  # noqa: E402
-from alembert.recipe import load_recipe, recipe_from_dict  # noqa: E402
+from alembert.recipe import load_recipe, without_teacher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -49,10 +49,7 @@ def run_task(task: str, seed: int, out: Path) -> None:
         recipe_file = ROOT / "recipes" / ("kd.yaml" if method == "kd" else "tinybert.yaml")
         recipe = load_recipe(recipe_file, common + [f"name={task}-{method}-s{seed}", f"teacher={teacher.student_dir}"])
         if method == "no-teacher":  # the prediction stage alone, on the labels, same student and schedule
-            data = recipe.model_dump()
-            data.update(teacher=None, stages=[dict(data["stages"][-1], losses=[{"type": "prediction", "alpha": 0}])],
-                        student=dict(data["student"], source=str(teacher.student_dir)))
-            recipe = recipe_from_dict(data, "no-teacher")
+            recipe = without_teacher(recipe, recipe.name)
         api.distill(recipe, overwrite=True)
 
 

@@ -75,3 +75,15 @@ def test_bad_yaml_and_missing_file(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(AlembertError, match="not valid YAML"):
         load_recipe(bad)
+
+
+def test_without_teacher_keeps_the_student_and_last_stage():
+    from alembert.recipe import without_teacher
+
+    data = _base(stages=[{"name": "ild", "losses": [{"type": "hidden_mse"}]},
+                         {"name": "pred", "epochs": 2, "lr": 1e-4, "losses": [{"type": "prediction"}]}])
+    baseline = without_teacher(recipe_from_dict(data), "base")
+    assert baseline.teacher is None and baseline.name == "base"
+    assert baseline.student.source == "t" and baseline.student.layers == 2  # extracted from the same teacher
+    assert [s.name for s in baseline.stages] == ["pred"] and baseline.stages[0].epochs == 2
+    assert baseline.stages[0].losses[0].alpha == 0.0

@@ -109,17 +109,17 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         logger = RunLogger(work)
         try:
             result = Trainer(recipe, task, student, teacher, train, dev, logger, controllers).fit()
-            student.cpu()
-            models = [{"name": "student", "metrics": score(student, dev, task, recipe.eval_batch_size)}]
+            scored = [("student", student.cpu(), dev)]
             if teacher is not None:
                 teacher_dev = dev if not separate_teacher_tokens else EncodedExamples(
                     dev_examples, teacher_tokenizer, recipe.max_length)
-                teacher.cpu()
-                models.insert(0, {"name": "teacher",
-                                  "metrics": score(teacher, teacher_dev, task, recipe.eval_batch_size)})
-            if recipe.speed:
-                for row, model in zip(models, [teacher, student][2 - len(models):]):
+                scored.insert(0, ("teacher", teacher.cpu(), teacher_dev))
+            models = []
+            for name, model, data in scored:  # one scoring and one speed function for every model
+                row = {"name": name, "metrics": score(model, data, task, recipe.eval_batch_size)}
+                if recipe.speed:
                     row["speed"] = speed_profile(model, recipe.max_length)
+                models.append(row)
             report = _report(recipe, task, models, result, len(train), len(dev))
             student_dir = work / "student"
             student.save_pretrained(student_dir, safe_serialization=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from alembert import api
 from alembert.errors import AlembertError
 from alembert.evaluation.report import comparison_table
-from alembert.recipe import load_recipe, recipe_from_dict
+from alembert.recipe import load_recipe, without_teacher
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 MAX_LENGTH = 64
@@ -31,11 +31,7 @@ def run_demo(data_dir: str | None, output_dir: str, train_limit: int, overwrite:
     tinybert = load_recipe(tinybert_yaml, common + ["name=tinybert-student", f"teacher={teacher.student_dir}"])
     distilled = api.distill(tinybert, overwrite=overwrite)
     print("3/3 training the same 2-layer student on the labels alone (no teacher)")
-    baseline_recipe = tinybert.model_dump()
-    prediction_stage = dict(baseline_recipe["stages"][-1], losses=[{"type": "prediction", "alpha": 0.0}])
-    baseline_recipe.update(name="no-teacher-student", teacher=None, stages=[prediction_stage],
-                           student=dict(baseline_recipe["student"], source=str(teacher.student_dir)))
-    baseline = api.distill(recipe_from_dict(baseline_recipe, "demo"), overwrite=overwrite)
+    baseline = api.distill(without_teacher(tinybert, "no-teacher-student"), overwrite=overwrite)
 
     rows = [dict(distilled.report["models"][0], name="teacher"),
             dict(distilled.report["models"][1], name="student (TinyBERT-style KD)"),

@@ -188,3 +188,15 @@ def recipe_from_dict(data: dict, source: str = "recipe") -> Recipe:
         return Recipe.model_validate(data)
     except ValidationError as err:
         raise AlembertError(_format_error(err, source)) from err
+
+
+def without_teacher(recipe: Recipe, name: str) -> Recipe:
+    """The no-teacher baseline of a recipe: its last stage alone, on the hard labels, with the same student
+    (extracted from the teacher, when the recipe extracts) and the same schedule."""
+    data = recipe.model_dump()
+    last = dict(data["stages"][-1], losses=[{"type": "prediction", "alpha": 0.0}])
+    student = dict(data["student"])
+    if student["init"] != "checkpoint" and not student["source"]:
+        student["source"] = recipe.teacher
+    data.update(name=name, teacher=None, stages=[last], student=student)
+    return recipe_from_dict(data, f"{name} (no-teacher baseline)")

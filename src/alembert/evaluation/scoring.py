@@ -1,12 +1,11 @@
 """One scoring function for teachers, students and baselines, so every table compares like with like."""
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 
 from alembert.engine.data import EncodedExamples, make_loader
+from alembert.models.layout import takes_token_types
 from alembert.tasks import Task
 
 
@@ -15,7 +14,7 @@ def predict(model, data: EncodedExamples, batch_size: int = 128, use_teacher_enc
     """Logits for every example, in order."""
     model.eval()
     device = next(model.parameters()).device
-    takes_types = "token_type_ids" in inspect.signature(type(model).forward).parameters
+    takes_types = takes_token_types(model)
     outputs = []
     for batch in make_loader(data, batch_size, shuffle=False):
         prefix = "teacher_" if use_teacher_encoding else ""

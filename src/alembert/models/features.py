@@ -7,14 +7,13 @@ added, as in BERT's original code, which the TinyBERT attention loss relies on.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from alembert.models.layout import find_layout, get_layers
+from alembert.models.layout import find_layout, get_layers, takes_token_types
 
 MASK_VALUE = -10000.0
 
@@ -59,8 +58,7 @@ class FeatureTap:
         self.model = model
         self.request = request
         self.layout = find_layout(model)
-        # DistilBERT has no segment embeddings; look at the class, since accelerate may wrap the bound forward
-        self._takes_token_types = "token_type_ids" in inspect.signature(type(model).forward).parameters
+        self._takes_token_types = takes_token_types(model)
         self._handles: list = []
         self._store: dict = {}
         layers = get_layers(model, self.layout)

@@ -6,6 +6,7 @@ BERT, RoBERTa, ELECTRA (and MiniLM, which is BERT) keep their layers in `<base>.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 from torch import nn
@@ -59,3 +60,8 @@ def find_layout(model: nn.Module) -> Layout:
 
 def get_layers(model: nn.Module, layout: Layout) -> nn.ModuleList:
     return model.get_submodule(layout.layers_path)
+
+
+def takes_token_types(model: nn.Module) -> bool:
+    """DistilBERT has no segment embeddings. Ask the class: accelerate may wrap the bound forward."""
+    return "token_type_ids" in inspect.signature(type(model).forward).parameters
