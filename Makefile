@@ -28,6 +28,7 @@ demo: install
 	$(VENV)/bin/alembert demo $(if $(DATA),--data-dir $(DATA)) --overwrite
 
 benchmark: install
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/task_distillation.py
 
 clean:
