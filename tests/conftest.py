@@ -2,6 +2,10 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import tempfile  # noqa: E402
+
+# teacher-output caches of the tests go to a throwaway folder, never the user's ~/.cache
+os.environ["ALEMBERT_CACHE"] = tempfile.mkdtemp(prefix="alembert-test-cache-")
 
 import random  # noqa: E402
 from pathlib import Path  # noqa: E402

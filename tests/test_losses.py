@@ -285,3 +285,18 @@ def test_attention_kl_per_example_normalisation_and_weights():
     assert close(AttentionProbKL()(student, teacher, mask=mask), ROW_KL / 2)
     assert close(AttentionProbKL()(student, teacher, mask=mask, weights=torch.tensor([3.0, 1.0])),
                  3 * ROW_KL / 2)
+
+
+def test_attention_mse_with_mask_averages_over_real_pairs_only():
+    student = torch.zeros(2, 1, 3, 3)
+    teacher = torch.zeros(2, 1, 3, 3)
+    teacher[0, 0, :2, :2] = 2.0  # example 0: two real tokens, every real pair off by 2
+    teacher[0, 0, 2, :] = 50.0  # a padded query row: must not count
+    teacher[1] = 1.0  # example 1: three real tokens, off by 1
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert close(AttentionScoreMSE()(student, teacher, mask), (4.0 + 1.0) / 2)
+    padded = torch.zeros(2, 1, 5, 5), torch.zeros(2, 1, 5, 5)
+    padded[1][:, :, :3, :3] = teacher[:, :, :3, :3]
+    padded[1][0, 0, 2, :] = 0.0
+    wide_mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
+    assert close(AttentionScoreMSE()(*padded, wide_mask), (4.0 + 1.0) / 2)  # more padding, same value

@@ -154,7 +154,10 @@ def _report(recipe, task, models, result, n_train, n_dev) -> dict:
         "retained_percent": retained(student["metrics"][metric], teacher["metrics"][metric]) if teacher else None,
         "training": {"best_metric": result.best_metric, "best_step": result.best_step,
                      "best_stage": result.best_stage, "seconds": round(result.seconds, 1),
+                     "train_seconds": round(result.train_seconds, 2),
+                     "cache_build_seconds": round(result.cache_build_seconds, 2),
                      "examples_seen": result.examples_seen, "evaluations": result.history},
+        "teacher_cache": result.teacher_cache,
         "recipe": recipe.model_dump(),
     }
 

@@ -117,6 +117,10 @@ class Recipe(_Strict):
     seed: int = 42
     precision: Literal["fp32", "bf16"] = "fp32"
     speed: bool = True  # measure latency at batch 1 and 32 for the report
+    teacher_cache: bool = True  # read the teacher's outputs from disk when it would see the same inputs again
+    cache_dir: str | None = None  # default: $ALEMBERT_CACHE/teacher, else ~/.cache/alembert/teacher
+    group_by_length: bool = True  # batch examples of similar length together: less padding
+    compile: bool = False  # torch.compile the student
 
     @model_validator(mode="after")
     def _check(self):

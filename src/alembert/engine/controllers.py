@@ -10,6 +10,11 @@ import torch
 
 
 class Controller:
+    @property
+    def changes_inputs(self) -> bool:
+        """Whether this controller rewrites batches: then the teacher must see them live, not from the cache."""
+        return type(self).on_batch is not Controller.on_batch
+
     def on_stage_start(self, stage, trainer) -> None:
         pass
 

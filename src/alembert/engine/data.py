@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from alembert.errors import AlembertError
 from alembert.tasks import Example, Task
@@ -31,6 +32,15 @@ class EncodedExamples(Dataset):
 
     def __len__(self):
         return len(self.examples)
+
+    @property
+    def teacher_encodings(self) -> list[dict]:
+        """What the teacher sees: its own encoding when it has one, else the student's."""
+        return self.teacher if self.teacher is not None else self.student
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(e["input_ids"]) for e in self.student]
 
     def __getitem__(self, i):
         item = {"index": i, "student": self.student[i]}
@@ -67,6 +77,11 @@ def teacher_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def make_loader(data: EncodedExamples, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+def make_loader(data: EncodedExamples, batch_size: int, shuffle: bool, seed: int = 0,
+                group_by_length: bool = False) -> DataLoader:
+    """Batches in order, shuffled, or shuffled into groups of similar length (less padding per batch)."""
     generator = torch.Generator().manual_seed(seed)
+    if shuffle and group_by_length:
+        sampler = LengthGroupedSampler(batch_size, lengths=data.lengths, generator=generator)
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=data.collate)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, collate_fn=data.collate, generator=generator)

@@ -59,20 +59,23 @@ class Objective(nn.Module):
                 weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         total = student.logits.new_zeros((), dtype=torch.float32)
         parts: dict[str, float] = {}
+        # token losses average over real tokens only: padding carries no signal, and a teacher's outputs at padded
+        # positions depend on the batch, which the teacher-output cache (like any reordering) changes
+        mask = student.attention_mask
         for term in self.terms:
             if term.name == "prediction":
                 value, sub = term.loss(student.logits.float(), teacher.logits.float() if teacher else None,
                                        labels, weights)
                 parts.update(sub)
             elif term.name == "hidden_mse":
-                value = sum(term.loss(student.hidden[s].float(), teacher.hidden[t].float(), weights=weights)
+                value = sum(term.loss(student.hidden[s].float(), teacher.hidden[t].float(), mask, weights)
                             for s, t in term.pairs)
             elif term.name == "attention_mse":
-                value = sum(term.loss(student.scores[s].float(), teacher.scores[t].float(), weights=weights)
+                value = sum(term.loss(student.scores[s].float(), teacher.scores[t].float(), mask, weights)
                             for s, t in term.pairs)
             else:
-                value = sum(term.loss(student.scores[s].float(), teacher.scores[t].float(),
-                                      student.attention_mask, weights=weights) for s, t in term.pairs)
+                value = sum(term.loss(student.scores[s].float(), teacher.scores[t].float(), mask, weights)
+                            for s, t in term.pairs)
             if term.name != "prediction":
                 parts[term.name] = float(value.detach())
             total = total + term.weight * value

@@ -4,7 +4,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -16,6 +17,7 @@ from alembert.engine.controllers import Controller
 from alembert.engine.data import EncodedExamples, make_loader, teacher_view
 from alembert.engine.logger import RunLogger
 from alembert.engine.objective import Objective
+from alembert.engine.teacher_cache import CacheInfo, default_cache_root, prepare_cache
 from alembert.evaluation.scoring import score
 from alembert.models.features import FeatureTap
 from alembert.models.layout import find_layout
@@ -32,7 +34,10 @@ class TrainResult:
     best_stage: str | None = None
     history: list[dict] = field(default_factory=list)  # every evaluation: stage, step, metrics
     seconds: float = 0.0
+    train_seconds: float = 0.0  # in training steps only: no evaluation, no cache build
+    cache_build_seconds: float = 0.0
     examples_seen: int = 0
+    teacher_cache: dict = field(default_factory=dict)
 
 
 class Trainer:
@@ -53,18 +58,45 @@ class Trainer:
     def fit(self) -> TrainResult:
         set_seed(self.recipe.seed)
         start = time.perf_counter()
-        for index, stage in enumerate(self.recipe.stages):
-            self._run_stage(index, stage)
+        student_layout = find_layout(self.student)
+        teacher_layout = find_layout(self.teacher) if self.teacher is not None else None
+        objectives = [Objective(stage, student_layout, teacher_layout, self.task.is_regression)
+                      for stage in self.recipe.stages]
+        self.cache, info = self._teacher_cache(objectives)
+        self.result.teacher_cache = asdict(info)
+        self.result.cache_build_seconds = info.build_seconds
+        if self.recipe.compile:  # in place: the module, its hooks and its state_dict keys stay as they are
+            self.student.compile(dynamic=True)
+        for index, (stage, objective) in enumerate(zip(self.recipe.stages, objectives)):
+            self._run_stage(index, stage, objective)
+        if self.recipe.compile:
+            self.student._compiled_call_impl = None  # scored, measured and saved as the plain model it is
         if self._best_state is not None:  # keep the best checkpoint by the task metric
             self.student.load_state_dict(self._best_state)
         self.result.seconds = time.perf_counter() - start
         return self.result
 
-    def _run_stage(self, index: int, stage: StageSpec) -> None:
+    def _teacher_cache(self, objectives: list[Objective]):
+        """The teacher-output cache, where it is safe: no controller rewrites inputs, and a stage needs the
+        teacher. Built when the teacher would see the data more than once; reused whenever it exists."""
+        users = [(stage, o) for stage, o in zip(self.recipe.stages, objectives) if o.needs_teacher]
+        if not users:
+            return None, CacheInfo(None, enabled=False, reason="no stage needs the teacher")
+        if not self.recipe.teacher_cache:
+            return None, CacheInfo(None, enabled=False, reason="switched off (teacher_cache: false)")
+        changing = [type(c).__name__ for c in self.controllers if c.changes_inputs]
+        if changing:
+            return None, CacheInfo(None, enabled=False, reason=f"{', '.join(changing)} changes the inputs")
+        request = users[0][1].teacher_request
+        for _, o in users[1:]:
+            request = request | o.teacher_request
+        root = Path(self.recipe.cache_dir) if self.recipe.cache_dir else default_cache_root()
+        passes = sum(stage.epochs for stage, _ in users)
+        return prepare_cache(root, self.teacher, self.train_data, self.recipe.max_length, request,
+                             self.recipe.precision, build=passes > 1, autocast=self.accelerator.autocast)
+
+    def _run_stage(self, index: int, stage: StageSpec, objective: Objective) -> None:
         acc = self.accelerator
-        objective = Objective(stage, find_layout(self.student),
-                              find_layout(self.teacher) if self.teacher is not None else None,
-                              self.task.is_regression)
         for name, param in self.student.named_parameters():
             param.requires_grad_(not any(pattern in name for pattern in stage.freeze))
         params = [p for p in list(self.student.parameters()) + list(objective.parameters()) if p.requires_grad]
@@ -72,7 +104,8 @@ class Trainer:
         no_decay = [p for p in params if p.ndim <= 1]  # biases and LayerNorm weights
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": stage.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=stage.lr)
-        loader = make_loader(self.train_data, self.recipe.batch_size, shuffle=True, seed=self.recipe.seed + index)
+        loader = make_loader(self.train_data, self.recipe.batch_size, shuffle=True, seed=self.recipe.seed + index,
+                             group_by_length=self.recipe.group_by_length)
         micro_steps = math.ceil(stage.epochs * len(loader))
         total_steps = math.ceil(micro_steps / stage.grad_accum)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(stage.warmup * total_steps), total_steps)
@@ -81,12 +114,14 @@ class Trainer:
         evaluate = stage.evaluate if stage.evaluate is not None else stage.trains_logits
         eval_every = stage.eval_every or math.ceil(len(loader) / stage.grad_accum)
         student_tap = FeatureTap(student, objective.student_request)
-        teacher_tap = FeatureTap(self.teacher, objective.teacher_request) if objective.needs_teacher else None
+        live_teacher = objective.needs_teacher and self.cache is None
+        teacher_tap = FeatureTap(self.teacher, objective.teacher_request) if live_teacher else None
         for c in self.controllers:
             c.on_stage_start(stage, self)
 
         step, micro, running, metric = 0, 0, {}, None
         bar = tqdm(total=total_steps, desc=f"{self.recipe.name}:{stage.name}", disable=None, leave=False)
+        stage_start, self._eval_seconds = time.perf_counter(), 0.0
         try:
             while micro < micro_steps:
                 for batch in loader:
@@ -94,11 +129,13 @@ class Trainer:
                         break
                     for c in self.controllers:
                         batch = c.on_batch(batch, self)
+                    t_feats = None
+                    if objective.needs_teacher and self.cache is not None:
+                        t_feats = self.cache.features(batch, objective.teacher_request).to(acc.device)
                     batch = {k: v.to(acc.device) for k, v in batch.items()}
                     student.train()
                     with acc.accumulate(student), acc.autocast():
                         s_feats = student_tap.run(batch)
-                        t_feats = None
                         if teacher_tap is not None:
                             with torch.no_grad():
                                 t_feats = teacher_tap.run(teacher_view(batch))
@@ -129,6 +166,7 @@ class Trainer:
                     if evaluate and (step % eval_every == 0 or step == total_steps):
                         metric = self._evaluate(stage, step)
         finally:
+            self.result.train_seconds += time.perf_counter() - stage_start - self._eval_seconds
             bar.close()
             student_tap.close()
             if teacher_tap is not None:
@@ -146,6 +184,7 @@ class Trainer:
         return None
 
     def _evaluate(self, stage: StageSpec, step: int) -> float:
+        start = time.perf_counter()
         metrics = score(self.student, self.dev_data, self.task, self.recipe.eval_batch_size)
         self.logger.log(stage.name, step, {f"dev_{k}": v for k, v in metrics.items()})
         self.result.history.append({"stage": stage.name, "step": step, **metrics})
@@ -154,6 +193,7 @@ class Trainer:
             # a later stage's model supersedes an earlier stage's best: selection is within the last stage
             self.result.best_metric, self.result.best_step, self.result.best_stage = main, step, stage.name
             self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.student.state_dict().items()})
+        self._eval_seconds += time.perf_counter() - start
         for c in self.controllers:
             c.on_evaluate(step, metrics, self)
         return main

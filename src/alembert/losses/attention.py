@@ -33,16 +33,30 @@ def _check_scores(student: torch.Tensor, teacher: torch.Tensor, name: str) -> No
 class AttentionScoreMSE(nn.Module):
     """MSE between pre-softmax scores (B, H, T, T), entries <= -100 zeroed in both first.
 
-    Zeroing keeps the -10000 mask from dominating the loss. Mean over all elements.
+    Zeroing keeps the -10000 mask from dominating the loss. Without ``mask``: the mean over all elements (as
+    TinyBERT, whose batches were padded to a fixed length). With ``mask`` (B, T): each example's mean over its
+    real (query, key) pairs, so the value does not depend on how much padding its batch has, and padded
+    positions, whose values are noise, never enter it.
     """
 
     def forward(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
-                weights: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
         _check_scores(student_scores, teacher_scores, "attention_mse")
         teacher_scores = teacher_scores.detach()
         student = student_scores.masked_fill(student_scores <= MASKED_SCORE, 0.0)
         teacher = teacher_scores.masked_fill(teacher_scores <= MASKED_SCORE, 0.0)
-        per_example = (student - teacher).pow(2).flatten(1).mean(dim=1)
+        squared = (student - teacher).pow(2)
+        if mask is None:
+            per_example = squared.flatten(1).mean(dim=1)
+        else:
+            batch, heads, tokens, _ = squared.shape
+            if tuple(mask.shape) != (batch, tokens):
+                raise AlembertError(
+                    f"attention_mse: mask must have shape ({batch}, {tokens}), got {tuple(mask.shape)}"
+                )
+            real = mask.to(squared.dtype)
+            pairs = real[:, None, :, None] * real[:, None, None, :]  # (B, 1, T, T)
+            per_example = (squared * pairs).flatten(1).sum(dim=1) / (heads * pairs.flatten(1).sum(dim=1)).clamp_min(1)
         return weighted_mean(per_example, weights, "attention_mse")
 
 

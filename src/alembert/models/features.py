@@ -42,6 +42,12 @@ class Features:
     scores: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, H, T, T), pre-softmax, masked
     qkv: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # (B, H, T, d) each
 
+    def to(self, device) -> Features:
+        return Features(self.logits.to(device), self.attention_mask.to(device),
+                        {i: h.to(device) for i, h in self.hidden.items()},
+                        {i: s.to(device) for i, s in self.scores.items()},
+                        {i: tuple(x.to(device) for x in qkv) for i, qkv in self.qkv.items()})
+
     def attention_probs(self, layer: int) -> torch.Tensor:
         return self.scores[layer].softmax(dim=-1)
 

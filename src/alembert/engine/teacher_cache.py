@@ -1,0 +1,266 @@
+"""Teacher-output cache: the frozen teacher's features for every training example, computed once, then read back
+from memory-mapped files on every later pass instead of running the teacher.
+
+Only real tokens are stored (padding depends on the batch; the losses ignore it), and only the features the
+losses ask for: logits in fp32; hidden states, Q/K/V and pre-softmax attention scores in fp16. fp16 rounds each
+value to within a relative 2**-11 (about 4.9e-4) of the live value, and to within 2**-25 absolutely below its
+normal range; a teacher whose outputs leave fp16's range (|x| > 65504) or are not finite is not cached.
+
+A cache is one directory named by its key, a hash of everything its contents depend on: the teacher's weights
+and config, the exact token ids the teacher sees (so the tokenizer, data and maximum length), the features and
+the precision. It is written in a temporary sibling and renamed into place when complete; `meta.json` records
+each file's size and SHA-256, checked on every open. A stale cache is never found (its key differs); a corrupt
+one is removed and rebuilt.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alembert.engine.data import EncodedExamples, make_loader, teacher_view
+from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+STORE_DTYPE = np.float16
+FP16_MAX = float(np.finfo(np.float16).max)
+BUILD_BATCH = 64
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("ALEMBERT_CACHE", Path.home() / ".cache" / "alembert")) / "teacher"
+
+
+class CacheUnusable(Exception):
+    """The teacher's outputs cannot be cached (out of fp16 range, not finite, or no room on disk)."""
+
+
+@dataclass
+class CacheInfo:
+    path: str | None
+    bytes: int = 0
+    reused: bool = False
+    build_seconds: float = 0.0
+    enabled: bool = True
+    reason: str | None = None  # why the run went live instead
+
+
+def cache_key(teacher, encodings: list[dict], max_length: int, request: FeatureRequest, precision: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps({
+        "format": FORMAT, "store": np.dtype(STORE_DTYPE).name, "max_length": max_length, "precision": precision,
+        "request": {k: sorted(getattr(request, k)) for k in ("hidden", "attention", "qkv")},
+        "teacher_class": type(teacher).__name__, "config": teacher.config.to_dict(),
+    }, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(teacher.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    for enc in encodings:
+        for field in ("input_ids", "token_type_ids", "attention_mask"):
+            if field in enc:
+                digest.update(np.asarray(enc[field], dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:32]
+
+
+def _layout(request: FeatureRequest, lengths: np.ndarray, num_labels: int, width: int, heads: int) -> dict:
+    """Every stored array: name -> (shape, dtype, kind). Token arrays are the examples' real tokens back to back;
+    score arrays each example's (heads, L, L) block, flattened."""
+    tokens = int(lengths.sum())
+    arrays = {"logits": ((len(lengths), num_labels), "float32", "example")}
+    for i in sorted(request.hidden):
+        arrays[f"hidden_{i}"] = ((tokens, width), STORE_DTYPE.__name__, "token")
+    for layer in sorted(request.qkv):
+        for part in "qkv":
+            arrays[f"{part}_{layer}"] = ((tokens, width), STORE_DTYPE.__name__, "token")
+    for layer in sorted(request.attention):
+        arrays[f"scores_{layer}"] = ((int((heads * lengths ** 2).sum()),), STORE_DTYPE.__name__, "pair")
+    return arrays
+
+
+def _nbytes(shape, dtype) -> int:
+    return int(np.prod(shape)) * np.dtype(dtype).itemsize
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class TeacherCache:
+    """Read side: `features(batch, request)` gives the teacher's Features for a training batch."""
+
+    def __init__(self, path: Path, meta: dict):
+        self.path, self.meta = path, meta
+        self.lengths = np.load(path / "lengths.npy")
+        self.heads = meta["heads"]
+        self.token_offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.pair_offsets = np.concatenate([[0], np.cumsum(self.heads * self.lengths ** 2)])
+        self.arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.iterdir())
+
+    def features(self, batch: dict[str, torch.Tensor], request: FeatureRequest) -> Features:
+        view = teacher_view(batch)
+        mask = view["attention_mask"]
+        index = batch["index"].numpy()
+        lengths = self.lengths[index]
+        if not np.array_equal(lengths, mask.sum(dim=1).numpy()):
+            raise RuntimeError(f"teacher cache {self.path}: a batch's lengths differ from the cached ones")
+        size, length = mask.shape
+        features = Features(logits=torch.from_numpy(np.asarray(self.arrays["logits"][index])), attention_mask=mask)
+        for i in request.hidden:
+            features.hidden[i] = self._tokens(f"hidden_{i}", index, length)
+        for layer in request.qkv:
+            features.qkv[layer] = tuple(self._heads(self._tokens(f"{p}_{layer}", index, length))
+                                        for p in "qkv")
+        for layer in request.attention:
+            scores = np.full((size, self.heads, length, length), MASK_VALUE, dtype=np.float32)
+            store = self.arrays[f"scores_{layer}"]
+            for row, (i, n) in enumerate(zip(index, lengths)):
+                start = self.pair_offsets[i]
+                scores[row, :, :n, :n] = store[start:start + self.heads * n * n].reshape(self.heads, n, n)
+            features.scores[layer] = torch.from_numpy(scores)
+        return features
+
+    def _tokens(self, name: str, index: np.ndarray, length: int) -> torch.Tensor:
+        store = self.arrays[name]
+        out = np.zeros((len(index), length, store.shape[1]), dtype=np.float32)
+        for row, i in enumerate(index):
+            start, end = self.token_offsets[i], self.token_offsets[i + 1]
+            out[row, :end - start] = store[start:end]
+        return torch.from_numpy(out)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        return x.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+
+
+def open_cache(path: Path, key: str) -> TeacherCache | None:
+    """The cache at `path` if it is complete and intact; None (after removing it) if it is corrupt."""
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != FORMAT or meta.get("key") != key:
+            raise ValueError("its key or format differs")
+        for name, entry in {**meta["arrays"], "lengths": meta["lengths"]}.items():
+            file = path / f"{name}.npy"
+            if file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
+                raise ValueError(f"{file.name} does not match its recorded size and checksum")
+        return TeacherCache(path, meta)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("teacher cache %s is unusable (%s); rebuilding it", path, err)
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+
+
+@torch.no_grad()
+def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: FeatureRequest,
+                autocast=contextlib.nullcontext) -> TeacherCache:
+    """Run the teacher once over `data` (longest first, little padding) and write its features to `path`."""
+    lengths = np.asarray([len(e["input_ids"]) for e in data.teacher_encodings], dtype=np.int64)
+    config = teacher.config
+    heads, width = config.num_attention_heads, config.hidden_size
+    arrays = _layout(request, lengths, config.num_labels, width, heads)
+    need = sum(_nbytes(shape, dtype) for shape, dtype, _ in arrays.values())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if need > free - (1 << 30):  # leave a GiB for everything else
+        raise CacheUnusable(f"it needs {need / 2**30:.1f} GiB and {path.parent} has {free / 2**30:.1f} GiB free")
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        stores = {name: np.lib.format.open_memmap(work / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+                  for name, (shape, dtype, _) in arrays.items()}
+        token_offsets = np.concatenate([[0], np.cumsum(lengths)])
+        pair_offsets = np.concatenate([[0], np.cumsum(heads * lengths ** 2)])
+        order = np.argsort(-lengths, kind="stable")
+        device = next(teacher.parameters()).device
+        teacher.eval()
+        with FeatureTap(teacher, request) as tap:
+            for start in range(0, len(order), BUILD_BATCH):
+                items = [data[int(i)] for i in order[start:start + BUILD_BATCH]]
+                batch = {k: v.to(device) for k, v in data.collate(items).items()}
+                with autocast():
+                    feats = tap.run(teacher_view(batch))
+                _write(stores, feats, batch["index"].cpu().numpy(), lengths, token_offsets, pair_offsets, heads)
+        for store in stores.values():
+            store.flush()
+        del stores
+        np.save(work / "lengths.npy", lengths)
+        entries = {name: {"bytes": (work / f"{name}.npy").stat().st_size, "sha256": _sha256(work / f"{name}.npy"),
+                          "shape": list(shape), "dtype": dtype} for name, (shape, dtype, _) in arrays.items()}
+        lengths_file = work / "lengths.npy"
+        meta = {"format": FORMAT, "key": key, "examples": len(lengths), "heads": heads, "arrays": entries,
+                "lengths": {"bytes": lengths_file.stat().st_size, "sha256": _sha256(lengths_file)},
+                "request": {k: sorted(getattr(request, k)) for k in ("hidden", "attention", "qkv")}}
+        (work / "meta.json").write_text(json.dumps(meta, indent=1))
+        for file in work.iterdir():  # on disk before the rename makes the cache visible
+            with open(file, "rb+") as f:
+                os.fsync(f.fileno())
+        shutil.rmtree(path, ignore_errors=True)
+        work.rename(path)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return TeacherCache(path, meta)
+
+
+def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets, heads) -> None:
+    def fp16(x: torch.Tensor, what: str) -> np.ndarray:
+        x = x.float()
+        if not torch.isfinite(x).all():
+            raise CacheUnusable(f"the teacher's {what} are not all finite")
+        if x.abs().max() > FP16_MAX:
+            raise CacheUnusable(f"the teacher's {what} exceed fp16's range")
+        return x.cpu().numpy().astype(STORE_DTYPE)
+
+    stores["logits"][index] = feats.logits.float().cpu().numpy()
+    tokens = {f"hidden_{i}": fp16(h, f"hidden states {i}") for i, h in feats.hidden.items()}
+    for layer, qkv in feats.qkv.items():
+        for part, x in zip("qkv", qkv):  # back to (B, T, width) for storage
+            tokens[f"{part}_{layer}"] = fp16(x.transpose(1, 2).flatten(2), f"{part} of layer {layer}")
+    # only real (query, key) pairs are stored, so no -10000 mask value reaches the range check
+    scores = {f"scores_{layer}": fp16(s, f"attention scores {layer}") for layer, s in feats.scores.items()}
+    for row, i in enumerate(index):
+        n = lengths[i]
+        for name, values in tokens.items():
+            stores[name][token_offsets[i]:token_offsets[i + 1]] = values[row, :n]
+        for name, values in scores.items():
+            stores[name][pair_offsets[i]:pair_offsets[i + 1]] = values[row, :, :n, :n].reshape(-1)
+
+
+def prepare_cache(root: Path, teacher, data: EncodedExamples, max_length: int, request: FeatureRequest,
+                  precision: str, build: bool, autocast=contextlib.nullcontext) -> tuple[TeacherCache | None, CacheInfo]:
+    """Open the matching cache, or build it when `build`; (None, why) when the teacher must run live."""
+    start = time.perf_counter()
+    key = cache_key(teacher, data.teacher_encodings, max_length, request, precision)
+    path = root / key
+    cache = open_cache(path, key)
+    if cache is not None:
+        return cache, CacheInfo(str(path), cache.nbytes, reused=True, build_seconds=time.perf_counter() - start)
+    if not build:
+        return None, CacheInfo(None, enabled=False, reason="the teacher sees each input only once")
+    try:
+        cache = build_cache(path, key, teacher, data, request, autocast)
+    except CacheUnusable as err:
+        log.warning("teacher-output cache off: %s; the teacher runs live", err)
+        return None, CacheInfo(None, enabled=False, reason=str(err))
+    return cache, CacheInfo(str(path), cache.nbytes, reused=False, build_seconds=time.perf_counter() - start)
