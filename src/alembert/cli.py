@@ -1,4 +1,5 @@
-"""alembert's command line: finetune, distill, eval, demo. Bad input: one line on stderr, exit code 2."""
+"""alembert's command line: finetune, distill, eval, demo, export, bench, pareto.
+Bad input: one line on stderr, exit code 2."""
 from __future__ import annotations
 
 import argparse
@@ -60,10 +61,103 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--output-dir", default="outputs/demo")
     dm.add_argument("--train-limit", type=int, default=4000, help="SST-2 train subset size (default 4000)")
     dm.add_argument("--overwrite", action="store_true")
+    _inference_parsers(sub, common)
     return parser
 
 
+def _inference_parsers(sub, common) -> None:
+    """export, bench, pareto: serving a checkpoint and measuring it (heavy imports wait until they run)."""
+    ex = sub.add_parser("export", parents=[common],
+                        help="export a classifier checkpoint to ONNX (optionally int8), checked against PyTorch")
+    ex.add_argument("model", help="saved sequence-classification checkpoint directory")
+    ex.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the one format today)")
+    ex.add_argument("--int8", action="store_true", help="also write model.int8.onnx (dynamic int8 quantization)")
+    ex.add_argument("--output", help="output directory (default: MODEL/onnx)")
+    ex.add_argument("--max-length", type=int, default=128, help="longest check/task input in tokens (default 128)")
+    ex.add_argument("--opset", type=int, help="ONNX opset (default 18)")
+    ex.add_argument("--task", help="also score PyTorch, ONNX fp32 and int8 on this task's dev split")
+    ex.add_argument("--limit", type=int, help="score a seeded subset of this many dev examples")
+    ex.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
+
+    bn = sub.add_parser("bench", parents=[common],
+                        help="latency/throughput of models on torch and ONNX Runtime backends (markdown, JSON)")
+    bn.add_argument("models", nargs="+", metavar="MODEL", help="saved sequence-classification checkpoint directories")
+    bn.add_argument("--seq-lens", type=int, nargs="+", default=[64, 128])
+    bn.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    bn.add_argument("--backends", nargs="+", metavar="BACKEND",
+                    help="any of torch-fp32 torch-bf16 onnx-fp32 onnx-int8 (default: all four)")
+    bn.add_argument("--threads", type=int, help="torch and ONNX Runtime threads (default: torch's current count)")
+    bn.add_argument("--warmup", type=int, help="warm-up runs (default 5 at batch 1, 2 at larger batches)")
+    bn.add_argument("--repeats", type=int, help="timed runs (default 30 at batch 1, 10 at larger batches)")
+    bn.add_argument("--output", help="write the full result as JSON here")
+    bn.add_argument("--task", help="also score each model and backend on this task's dev split")
+    bn.add_argument("--limit", type=int, help="score a seeded subset of this many dev examples")
+    bn.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
+
+    pa = sub.add_parser("pareto", parents=[common],
+                        help="plot latency against dev metric from run directories or bench JSON files")
+    pa.add_argument("inputs", nargs="+", metavar="RUN_OR_BENCH",
+                    help="run directories (report.json) or JSON files from alembert bench --task --output")
+    pa.add_argument("--output", required=True, help="PNG file to write")
+    pa.add_argument("--batch-size", type=int, default=1, help="latency at this batch size (default 1)")
+
+
+def _run_inference(args) -> None:
+    if args.command == "export":
+        from alembert.export import DEFAULT_OPSET, export_onnx
+
+        print(json.dumps(export_onnx(args.model, args.output, int8=args.int8, opset=args.opset or DEFAULT_OPSET,
+                                     max_length=args.max_length, task=args.task, data_dir=args.data_dir,
+                                     limit=args.limit), indent=2))
+    elif args.command == "bench":
+        from alembert.evaluation.bench import BACKENDS, bench, markdown_table
+
+        output = _writable_file(args.output) if args.output else None  # fail before a long run, not after
+        result = bench(args.models, args.seq_lens, args.batch_sizes, args.backends or BACKENDS, threads=args.threads,
+                       warmup=args.warmup, repeats=args.repeats, task=args.task, data_dir=args.data_dir,
+                       limit=args.limit, log=lambda message: print(message, file=sys.stderr, flush=True))
+        print(markdown_table(result))
+        if output:
+            output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            print(f"results: {output}")
+    elif args.command == "pareto":
+        from alembert.evaluation.pareto import collect_points, plot_pareto
+
+        output = _writable_file(args.output)
+        points, metric = collect_points(args.inputs, args.batch_size)
+        front = plot_pareto(points, output, f"latency p50 at batch {args.batch_size} (ms)", f"dev {metric}")
+        print("Pareto frontier (fastest first):")
+        for p in front:
+            print(f"  {p.label}: {p.latency_ms:.2f} ms, {metric} {p.metric:.2f}")
+        print(f"plot: {output}")
+
+
+def _writable_file(name: str):
+    """The path, once it is known that a file can be written there (nothing is created but its folder)."""
+    import tempfile
+    from pathlib import Path
+
+    from alembert.errors import AlembertError
+
+    path = Path(name)
+    if path.is_dir():
+        raise AlembertError(f"output {path}: is a directory (expected a file path)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as err:
+        raise AlembertError(f"output {path}: cannot write ({err.strerror or err}; expected a writable file path)") \
+            from err
+    return path
+
+
 def _run(args) -> int:
+    if args.command in ("export", "bench", "pareto"):
+        _run_inference(args)
+        return 0
     from alembert import api
 
     data_dir = args.data_dir  # None: the task resolves $ALEMBERT_DATA, then ../shared/data

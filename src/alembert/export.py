@@ -1,0 +1,284 @@
+"""ONNX export of a saved classifier (fp32, and int8 by dynamic quantization), checked against PyTorch.
+
+The exported folder is self-contained: model.onnx (and model.int8.onnx), the config and the tokenizer, so it
+serves with onnxruntime and a tokenizer alone. Export writes into a temporary folder and copies the files into
+place only after the check has passed, so a failed export leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alembert.errors import AlembertError
+
+DEFAULT_OPSET = 18
+FP32_TOLERANCE = 1e-4  # max abs logit difference allowed between ONNX fp32 and PyTorch
+METRIC_TOLERANCE = 0.1  # task-metric points allowed between ONNX fp32 and PyTorch
+MODEL_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
+# what a checkpoint folder holds besides its weights; copied so the ONNX folder is self-contained
+_SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+               "vocab.json", "merges.txt", "spm.model", "sentencepiece.bpe.model", "added_tokens.json")
+_CHECK_TEXTS = (  # real-looking sentences of very different lengths, so the check batch is padded
+    ("a gripping , beautifully acted film .", None),
+    ("it is not the worst movie of the year , but the plot falls apart long before the last act , and the "
+     "actors seem to know it .", None),
+    ("bad .", None),
+    ("the movie was good", "the film was not bad at all"),
+    ("very fine", "awful and very poor , the plot is thin and the dialogue is worse than the acting"),
+)
+
+
+class LogitsOnly(torch.nn.Module):
+    """The classifier with a fixed input signature and a plain logits tensor out, as the exporter needs."""
+
+    def __init__(self, model, with_token_types: bool):
+        super().__init__()
+        self.model = model
+        self.with_token_types = with_token_types
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        extra = {"token_type_ids": token_type_ids} if self.with_token_types else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+
+def input_names(model) -> list[str]:
+    from alembert.models.layout import takes_token_types
+
+    return ["input_ids", "attention_mask"] + (["token_type_ids"] if takes_token_types(model) else [])
+
+
+def check_checkpoint_dir(model_dir: str | os.PathLike) -> Path:
+    """The directory, once its config.json names a *ForSequenceClassification architecture; else one line."""
+    path = Path(model_dir)
+    expected = "expected a saved sequence-classification checkpoint directory"
+    if not path.is_dir():
+        raise AlembertError(f"model {path}: no such directory ({expected})")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise AlembertError(f"model {path}: no config.json ({expected})")
+    try:
+        architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
+    except (ValueError, UnicodeDecodeError, AttributeError) as err:
+        raise AlembertError(f"model {config_file}: not valid JSON ({err})") from err
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise AlembertError(f"model {path}: config.json architectures {architectures} has no "
+                            f"*ForSequenceClassification ({expected})")
+    return path
+
+
+def load_checkpoint(model_dir: str | os.PathLike, num_labels: int | None = None):
+    """(model, tokenizer) from a saved sequence-classification checkpoint directory, or a one-line error."""
+    from alembert.models.loading import load_classifier
+
+    model, tokenizer = load_classifier(check_checkpoint_dir(model_dir), num_labels)
+    return model.eval(), tokenizer
+
+
+def check_inputs(tokenizer, names: list[str], vocab_size: int, max_length: int) -> list[dict[str, torch.Tensor]]:
+    """Padded batches of mixed lengths: tokenized sentences, and random ids with random padding."""
+    first = [a for a, _ in _CHECK_TEXTS]
+    pairs = [(a, b or a) for a, b in _CHECK_TEXTS]
+    batches = [tokenizer(first, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+                         return_token_type_ids=True),
+               tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, truncation=True,
+                         max_length=max_length, return_tensors="pt", return_token_type_ids=True)]
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([max_length, 3, max_length // 2, 9])
+    ids = torch.randint(5, vocab_size, (len(lengths), max_length), generator=generator)
+    mask = (torch.arange(max_length)[None, :] < lengths[:, None]).long()
+    batches.append({"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)})
+    return [{k: torch.as_tensor(b[k]).long() for k in names} for b in batches]
+
+
+def _export_fp32(model, names: list[str], path: Path, opset: int) -> None:
+    wrapper = LogitsOnly(model, "token_type_ids" in names).eval()
+    # batch 2 and length 16, not 1: the exporter specialises axes whose example size is 0 or 1
+    example = tuple(torch.full((2, 16), 5, dtype=torch.long) if n == "input_ids" else
+                    torch.ones(2, 16, dtype=torch.long) if n == "attention_mask" else
+                    torch.zeros(2, 16, dtype=torch.long) for n in names)
+    dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter logs that torchvision ops are skipped; BERT has none
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # The dynamo exporter (onnxscript) handles HF BERT on this torch; weights stay inside the file
+            # (external_data=False) so model.onnx is one self-contained file (limit 2 GB).
+            torch.onnx.export(wrapper, example, str(path), input_names=names, output_names=["logits"],
+                              dynamic_shapes=dynamic, opset_version=opset, dynamo=True, external_data=False,
+                              verbose=False)
+    except Exception as err:  # the exporter raises many types; the user needs the model and the reason
+        raise AlembertError(f"model {model.name_or_path}: ONNX export failed ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    finally:
+        quiet.setLevel(level)
+
+
+def _quantize_int8(fp32_path: Path, int8_path: Path) -> None:
+    """Dynamic int8 quantization of MatMul/Gemm weights (activations quantized on the fly at run time)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    work = int8_path.parent
+    model = onnx.load(str(fp32_path))
+    # The exporter records shapes of the weights in value_info; the quantizer turns Gemm(transB) into MatMul
+    # with the transposed weight and then fails on the stale (out, in) shape. Shapes of weights are known
+    # from the initializers anyway.
+    weights = {t.name for t in model.graph.initializer}
+    keep = [vi for vi in model.graph.value_info if vi.name not in weights]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep)
+    cleaned, prepared = work / "cleaned.onnx", work / "prepared.onnx"
+    onnx.save(model, str(cleaned))
+    # Symbolic shape inference stops on the exporter's graph ("Incomplete symbolic shape inference"); ONNX's
+    # own shape inference and ORT's graph optimizations are the parts of pre-processing that still apply.
+    quant_pre_process(str(cleaned), str(prepared), skip_symbolic_shape=True)
+    quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8)
+    cleaned.unlink()
+    prepared.unlink()
+
+
+def make_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None):
+    """An ONNX Runtime session; `threads` sets the intra-op pool (like torch.set_num_threads)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+
+
+def onnx_logits(session, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    feed = {i.name: inputs[i.name].cpu().numpy().astype(np.int64) for i in session.get_inputs()}
+    return session.run(["logits"], feed)[0]
+
+
+@torch.no_grad()
+def compare(model, sessions: dict[str, object], batches: list[dict[str, torch.Tensor]]) -> dict[str, dict]:
+    """Max abs logit difference and argmax agreement of each session against PyTorch over the batches."""
+    out = {name: {"max_abs_diff": 0.0, "agree": 0, "examples": 0} for name in sessions}
+    for batch in batches:
+        reference = model(**batch).logits.float().numpy()
+        for name, session in sessions.items():
+            got = onnx_logits(session, batch)
+            if got.shape != reference.shape:
+                raise AlembertError(f"ONNX {name}: logits of shape {got.shape}, PyTorch gives {reference.shape}")
+            out[name]["max_abs_diff"] = max(out[name]["max_abs_diff"], float(np.abs(got - reference).max()))
+            out[name]["agree"] += int((got.argmax(-1) == reference.argmax(-1)).sum())
+            out[name]["examples"] += len(reference)
+    return {name: {"max_abs_diff": r["max_abs_diff"], "argmax_agreement": r["agree"] / r["examples"]}
+            for name, r in out.items()}
+
+
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise AlembertError(f"output {path}: cannot write there ({err.strerror or err}; expected a writable "
+                            "directory)") from err
+
+
+def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, int8: bool = False,
+                opset: int = DEFAULT_OPSET, max_length: int = 128, task: str | dict | None = None,
+                data_dir: str | None = None, limit: int | None = None) -> dict:
+    """Export MODEL to ONNX (default folder <model_dir>/onnx), check it against PyTorch, and return a summary:
+    paths, file sizes in bytes, the fp32 max abs logit difference, the int8 difference and argmax agreement,
+    and with `task`, each backend's dev metrics."""
+    model_dir = Path(model_dir)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 4:
+        raise AlembertError(f"export max_length: expected an integer >= 4, got {max_length!r}")
+    task_obj = None
+    if task is not None:
+        from alembert.tasks import get_task
+
+        task_obj = get_task(task, data_dir)
+    model, tokenizer = load_checkpoint(model_dir, task_obj.num_labels if task_obj else None)
+    output = Path(output_dir) if output_dir is not None else model_dir / "onnx"
+    created = not output.exists()
+    _writable_dir(output)
+    try:
+        checks, task_result = _export_checked(model, tokenizer, model_dir, output, int8, opset, max_length,
+                                              task_obj, limit)
+    except BaseException:
+        if created:  # a failed export leaves nothing behind
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    for name in _SIDE_FILES:
+        if (model_dir / name).is_file() and model_dir.resolve() != output.resolve():
+            shutil.copy2(model_dir / name, output / name)
+
+    result = {"model": str(model_dir), "output_dir": str(output), "opset": opset, "inputs": input_names(model),
+              "fp32": {"path": str(output / MODEL_FILE), "bytes": (output / MODEL_FILE).stat().st_size,
+                       "max_abs_diff": checks["fp32"]["max_abs_diff"]}}
+    if int8:
+        result["int8"] = {"path": str(output / INT8_FILE), "bytes": (output / INT8_FILE).stat().st_size,
+                          "max_abs_diff": checks["int8"]["max_abs_diff"],
+                          "argmax_agreement": checks["int8"]["argmax_agreement"]}
+    if task_result:
+        result["task"] = task_result
+    return result
+
+
+def _export_checked(model, tokenizer, model_dir, output, int8, opset, max_length, task, limit):
+    """Export (and quantize) in a temporary folder; move the files into `output` once the checks pass."""
+    names = input_names(model)
+    max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
+    with tempfile.TemporaryDirectory(prefix=".alembert-export-", dir=output) as tmp:
+        work = Path(tmp)
+        _export_fp32(model, names, work / MODEL_FILE, opset)
+        if int8:
+            _quantize_int8(work / MODEL_FILE, work / INT8_FILE)
+        files = [MODEL_FILE] + ([INT8_FILE] if int8 else [])
+        sessions = {"fp32": make_session(work / MODEL_FILE)}
+        if int8:
+            sessions["int8"] = make_session(work / INT8_FILE)
+        checks = compare(model, sessions, check_inputs(tokenizer, names, model.config.vocab_size, max_length))
+        if checks["fp32"]["max_abs_diff"] > FP32_TOLERANCE:
+            raise AlembertError(f"model {model_dir}: ONNX fp32 logits differ from PyTorch by "
+                                f"{checks['fp32']['max_abs_diff']:.2e} (expected <= {FP32_TOLERANCE:g})")
+        task_result = _task_check(model, tokenizer, sessions, task, limit, max_length) if task else None
+        del sessions  # release the files before moving them
+        for name in files:
+            shutil.move(str(work / name), output / name)
+    return checks, task_result
+
+
+def _task_check(model, tokenizer, sessions, task, limit, max_length) -> dict:
+    """Dev metrics of PyTorch and each ONNX model; fp32 must match PyTorch within METRIC_TOLERANCE points."""
+    from alembert.engine.data import EncodedExamples, make_loader
+
+    data = EncodedExamples(task.load("dev", limit), tokenizer, max_length)
+    names = input_names(model)
+    logits = {"torch-fp32": [], **{f"onnx-{k}": [] for k in sessions}}
+    with torch.no_grad():
+        for batch in make_loader(data, 64, shuffle=False):
+            inputs = {k: batch[k] for k in names}
+            logits["torch-fp32"].append(model(**inputs).logits.float().numpy())
+            for name, session in sessions.items():
+                logits[f"onnx-{name}"].append(onnx_logits(session, inputs))
+    labels = np.asarray(data.labels)
+    metrics = {name: task.compute_metrics(np.concatenate(parts), labels) for name, parts in logits.items()}
+    main = task.main_metric
+    result = {"name": task.name, "split": "dev", "examples": len(data), "main_metric": main, "metrics": metrics}
+    fp32_gap = abs(metrics["onnx-fp32"][main] - metrics["torch-fp32"][main])
+    if fp32_gap > METRIC_TOLERANCE:
+        raise AlembertError(f"model {model.name_or_path}: ONNX fp32 dev {main} {metrics['onnx-fp32'][main]:.2f} "
+                            f"differs from PyTorch {metrics['torch-fp32'][main]:.2f} (expected within "
+                            f"{METRIC_TOLERANCE} points)")
+    if "onnx-int8" in metrics:
+        result["int8_drop"] = metrics["torch-fp32"][main] - metrics["onnx-int8"][main]
+    return result
