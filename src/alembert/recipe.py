@@ -121,6 +121,7 @@ class Recipe(_Strict):
     cache_dir: str | None = None  # default: $ALEMBERT_CACHE/teacher, else ~/.cache/alembert/teacher
     group_by_length: bool = True  # batch examples of similar length together: less padding
     compile: bool = False  # torch.compile the student
+    attention: Literal["sdpa", "eager"] = "sdpa"  # the attention kernel; losses rebuild the maps they need either way
 
     @model_validator(mode="after")
     def _check(self):

@@ -49,6 +49,9 @@ class Trainer:
                                        cpu=not torch.cuda.is_available())
         self.student = student
         self.teacher = teacher
+        for model in (student, teacher):  # hooks rebuild attention maps from Q and K, so any kernel will do
+            if model is not None and hasattr(model, "set_attn_implementation"):
+                model.set_attn_implementation(recipe.attention)
         if teacher is not None:
             teacher.eval().requires_grad_(False)  # teachers are frozen
             self.teacher = teacher.to(self.accelerator.device)
