@@ -42,3 +42,12 @@ def test_length_grouped_batches_pad_less_and_cover_every_example(tmp_path):
 
     real = sum(data.lengths)
     assert padded_tokens(True) - real < (padded_tokens(False) - real) / 3
+
+
+def test_fp32_and_bf16_recipes_run_in_one_process(tmp_path, toy_task, tiny_teacher_dir):
+    fp32 = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, "fp32"))
+    bf16 = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, "bf16", precision="bf16"))
+    assert bf16.report["recipe"]["precision"] == "bf16"
+    losses = [[row for row in (run.path / "metrics.csv").read_text().splitlines() if ",total," in row]
+              for run in (fp32, bf16)]
+    assert losses[0] and len(losses[0]) == len(losses[1]) and losses[0] != losses[1]  # bf16 really ran in bf16

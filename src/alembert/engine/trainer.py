@@ -5,6 +5,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -45,8 +46,11 @@ class Trainer:
                  logger: RunLogger, controllers: list[Controller] = ()):
         self.recipe, self.task, self.train_data, self.dev_data = recipe, task, train, dev
         self.logger, self.controllers = logger, list(controllers)
-        self.accelerator = Accelerator(mixed_precision="bf16" if recipe.precision == "bf16" else "no",
-                                       cpu=not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # bf16 autocast of our own rather than accelerate's mixed_precision, which is fixed for the whole process
+        # once set (so one process could not run an fp32 recipe and then a bf16 one)
+        self.autocast = partial(torch.autocast, self.accelerator.device.type, dtype=torch.bfloat16,
+                                enabled=recipe.precision == "bf16")
         self.student = student
         self.teacher = teacher
         for model in (student, teacher):  # hooks rebuild attention maps from Q and K, so any kernel will do
@@ -96,7 +100,7 @@ class Trainer:
         root = Path(self.recipe.cache_dir) if self.recipe.cache_dir else default_cache_root()
         passes = sum(stage.epochs for stage, _ in users)
         return prepare_cache(root, self.teacher, self.train_data, self.recipe.max_length, request,
-                             self.recipe.precision, build=passes > 1, autocast=self.accelerator.autocast)
+                             self.recipe.precision, build=passes > 1, autocast=self.autocast)
 
     def _run_stage(self, index: int, stage: StageSpec, objective: Objective) -> None:
         acc = self.accelerator
@@ -137,7 +141,7 @@ class Trainer:
                         t_feats = self.cache.features(batch, objective.teacher_request).to(acc.device)
                     batch = {k: v.to(acc.device) for k, v in batch.items()}
                     student.train()
-                    with acc.accumulate(student), acc.autocast():
+                    with acc.accumulate(student), self.autocast():
                         s_feats = student_tap.run(batch)
                         if teacher_tap is not None:
                             with torch.no_grad():
