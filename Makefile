@@ -6,7 +6,7 @@ PYTHON ?= python3
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast demo benchmark clean
+.PHONY: install test test-fast demo benchmark benchmark-speed clean
 
 install: $(VENV)/.installed
 
@@ -28,8 +28,16 @@ demo: install
 	$(VENV)/bin/alembert demo $(if $(DATA),--data-dir $(DATA)) --overwrite
 
 benchmark: install
-	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/task_distillation.py
+
+# training throughput against TextBrewer, the engine's options, and inference of the SST-2 teacher and student
+# that `make benchmark` trained (benchmarks/RESULTS.md)
+benchmark-speed: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/training_throughput.py
+	$(PY) benchmarks/training_options.py
+	$(PY) benchmarks/inference.py --teacher benchmarks/runs/sst2-teacher-s42/student \
+		--student benchmarks/runs/sst2-tinybert-s42/student
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
