@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from alembert.engine.data import EncodedExamples, make_loader, teacher_view
-from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap
+from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap, split_heads
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +76,23 @@ def cache_key(teacher, encodings: list[dict], max_length: int, request: FeatureR
 
 
 def _layout(request: FeatureRequest, lengths: np.ndarray, num_labels: int, width: int, heads: int) -> dict:
-    """Every stored array: name -> (shape, dtype, kind). Token arrays are the examples' real tokens back to back;
+    """Every stored array: name -> (shape, dtype). Token arrays are the examples' real tokens back to back;
     score arrays each example's (heads, L, L) block, flattened."""
-    tokens = int(lengths.sum())
-    arrays = {"logits": ((len(lengths), num_labels), "float32", "example")}
+    tokens, store = int(lengths.sum()), np.dtype(STORE_DTYPE).name
+    arrays = {"logits": ((len(lengths), num_labels), "float32")}
     for i in sorted(request.hidden):
-        arrays[f"hidden_{i}"] = ((tokens, width), STORE_DTYPE.__name__, "token")
+        arrays[f"hidden_{i}"] = ((tokens, width), store)
     for layer in sorted(request.qkv):
         for part in "qkv":
-            arrays[f"{part}_{layer}"] = ((tokens, width), STORE_DTYPE.__name__, "token")
+            arrays[f"{part}_{layer}"] = ((tokens, width), store)
     for layer in sorted(request.attention):
-        arrays[f"scores_{layer}"] = ((int((heads * lengths ** 2).sum()),), STORE_DTYPE.__name__, "pair")
+        arrays[f"scores_{layer}"] = ((int((heads * lengths ** 2).sum()),), store)
     return arrays
+
+
+def _offsets(lengths: np.ndarray, heads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each example starts (and the next ends) in the token arrays and in the score arrays."""
+    return np.concatenate([[0], np.cumsum(lengths)]), np.concatenate([[0], np.cumsum(heads * lengths ** 2)])
 
 
 def _nbytes(shape, dtype) -> int:
@@ -109,8 +114,7 @@ class TeacherCache:
         self.path, self.meta = path, meta
         self.lengths = np.load(path / "lengths.npy")
         self.heads = meta["heads"]
-        self.token_offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.pair_offsets = np.concatenate([[0], np.cumsum(self.heads * self.lengths ** 2)])
+        self.token_offsets, self.pair_offsets = _offsets(self.lengths, self.heads)
         self.arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
 
     @property
@@ -129,7 +133,7 @@ class TeacherCache:
         for i in request.hidden:
             features.hidden[i] = self._tokens(f"hidden_{i}", index, length)
         for layer in request.qkv:
-            features.qkv[layer] = tuple(self._heads(self._tokens(f"{p}_{layer}", index, length))
+            features.qkv[layer] = tuple(split_heads(self._tokens(f"{p}_{layer}", index, length), self.heads)
                                         for p in "qkv")
         for layer in request.attention:
             scores = np.full((size, self.heads, length, length), MASK_VALUE, dtype=np.float32)
@@ -147,10 +151,6 @@ class TeacherCache:
             start, end = self.token_offsets[i], self.token_offsets[i + 1]
             out[row, :end - start] = store[start:end]
         return torch.from_numpy(out)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        return x.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
 
 
 def open_cache(path: Path, key: str) -> TeacherCache | None:
@@ -180,7 +180,7 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
     config = teacher.config
     heads, width = config.num_attention_heads, config.hidden_size
     arrays = _layout(request, lengths, config.num_labels, width, heads)
-    need = sum(_nbytes(shape, dtype) for shape, dtype, _ in arrays.values())
+    need = sum(_nbytes(shape, dtype) for shape, dtype in arrays.values())
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free
     if need > free - (1 << 30):  # leave a GiB for everything else
@@ -188,9 +188,8 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         stores = {name: np.lib.format.open_memmap(work / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
-                  for name, (shape, dtype, _) in arrays.items()}
-        token_offsets = np.concatenate([[0], np.cumsum(lengths)])
-        pair_offsets = np.concatenate([[0], np.cumsum(heads * lengths ** 2)])
+                  for name, (shape, dtype) in arrays.items()}
+        token_offsets, pair_offsets = _offsets(lengths, heads)
         order = np.argsort(-lengths, kind="stable")
         device = next(teacher.parameters()).device
         teacher.eval()
@@ -206,7 +205,7 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
         del stores
         np.save(work / "lengths.npy", lengths)
         entries = {name: {"bytes": (work / f"{name}.npy").stat().st_size, "sha256": _sha256(work / f"{name}.npy"),
-                          "shape": list(shape), "dtype": dtype} for name, (shape, dtype, _) in arrays.items()}
+                          "shape": list(shape), "dtype": dtype} for name, (shape, dtype) in arrays.items()}
         lengths_file = work / "lengths.npy"
         meta = {"format": FORMAT, "key": key, "examples": len(lengths), "heads": heads, "arrays": entries,
                 "lengths": {"bytes": lengths_file.stat().st_size, "sha256": _sha256(lengths_file)},

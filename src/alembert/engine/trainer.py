@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import operator
 import time
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -49,7 +50,7 @@ class Trainer:
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         # bf16 autocast of our own rather than accelerate's mixed_precision, which is fixed for the whole process
         # once set (so one process could not run an fp32 recipe and then a bf16 one)
-        self.autocast = partial(torch.autocast, self.accelerator.device.type, dtype=torch.bfloat16,
+        self.autocast = functools.partial(torch.autocast, self.accelerator.device.type, dtype=torch.bfloat16,
                                 enabled=recipe.precision == "bf16")
         self.student = student
         self.teacher = teacher
@@ -94,9 +95,7 @@ class Trainer:
         changing = [type(c).__name__ for c in self.controllers if c.changes_inputs]
         if changing:
             return None, CacheInfo(None, enabled=False, reason=f"{', '.join(changing)} changes the inputs")
-        request = users[0][1].teacher_request
-        for _, o in users[1:]:
-            request = request | o.teacher_request
+        request = functools.reduce(operator.or_, (o.teacher_request for _, o in users))  # one cache for all stages
         root = Path(self.recipe.cache_dir) if self.recipe.cache_dir else default_cache_root()
         passes = sum(stage.epochs for stage, _ in users)
         return prepare_cache(root, self.teacher, self.train_data, self.recipe.max_length, request,

@@ -52,7 +52,7 @@ class Features:
         return self.scores[layer].softmax(dim=-1)
 
 
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     batch, length, width = x.shape
     return x.view(batch, length, heads, width // heads).transpose(1, 2)
 
@@ -104,7 +104,7 @@ class FeatureTap:
         for index in self.request.hidden:
             features.hidden[index] = self._store[("hidden", index)]
         for layer in self.request.attention | self.request.qkv:
-            q, k, v = (_split_heads(self._store[(n, layer)], heads) for n in "qkv")
+            q, k, v = (split_heads(self._store[(n, layer)], heads) for n in "qkv")
             if layer in self.request.qkv:
                 features.qkv[layer] = (q, k, v)
             if layer in self.request.attention:
