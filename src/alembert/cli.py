@@ -134,23 +134,17 @@ def _run_inference(args) -> None:
 
 def _writable_file(name: str):
     """The path, once it is known that a file can be written there (nothing is created but its folder)."""
-    import tempfile
     from pathlib import Path
 
     from alembert.errors import AlembertError
+    from alembert.export import writable_dir
 
     path = Path(name)
     if path.is_dir():
         raise AlembertError(f"output {path}: is a directory (expected a file path)")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as err:
-        raise AlembertError(f"output {path}: cannot write ({err.strerror or err}; expected a writable file path)") \
-            from err
+    writable_dir(path.parent, "a writable file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise AlembertError(f"output {path}: cannot write (Permission denied; expected a writable file path)")
     return path
 
 

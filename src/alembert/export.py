@@ -189,14 +189,15 @@ def compare(model, sessions: dict[str, object], batches: list[dict[str, torch.Te
             for name, r in out.items()}
 
 
-def _writable_dir(path: Path) -> None:
+def writable_dir(path: Path, expected: str = "a writable directory") -> None:
+    """Create `path` if needed and prove a file can be written in it; else one line naming it."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as err:
-        raise AlembertError(f"output {path}: cannot write there ({err.strerror or err}; expected a writable "
-                            "directory)") from err
+        raise AlembertError(f"output {path}: cannot write there ({err.strerror or err}; expected {expected})") \
+            from err
 
 
 def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, int8: bool = False,
@@ -216,7 +217,7 @@ def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | No
     model, tokenizer = load_checkpoint(model_dir, task_obj.num_labels if task_obj else None)
     output = Path(output_dir) if output_dir is not None else model_dir / "onnx"
     created = not output.exists()
-    _writable_dir(output)
+    writable_dir(output)
     try:
         checks, task_result = _export_checked(model, tokenizer, model_dir, output, int8, opset, max_length,
                                               task_obj, limit)
@@ -266,19 +267,13 @@ def _export_checked(model, tokenizer, model_dir, output, int8, opset, max_length
 
 def _task_check(model, tokenizer, sessions, task, limit, max_length) -> dict:
     """Dev metrics of PyTorch and each ONNX model; fp32 must match PyTorch within METRIC_TOLERANCE points."""
-    from alembert.engine.data import EncodedExamples, make_loader
+    from alembert.engine.data import EncodedExamples
+    from alembert.evaluation.scoring import score, score_with
 
     data = EncodedExamples(task.load("dev", limit), tokenizer, max_length)
-    names = input_names(model)
-    logits = {"torch-fp32": [], **{f"onnx-{k}": [] for k in sessions}}
-    with torch.no_grad():
-        for batch in make_loader(data, 64, shuffle=False):
-            inputs = {k: batch[k] for k in names}
-            logits["torch-fp32"].append(model(**inputs).logits.float().numpy())
-            for name, session in sessions.items():
-                logits[f"onnx-{name}"].append(onnx_logits(session, inputs))
-    labels = np.asarray(data.labels)
-    metrics = {name: task.compute_metrics(np.concatenate(parts), labels) for name, parts in logits.items()}
+    metrics = {"torch-fp32": score(model, data, task, 64)}
+    for name, session in sessions.items():
+        metrics[f"onnx-{name}"] = score_with(lambda batch, s=session: onnx_logits(s, batch), data, task, 64)
     main = task.main_metric
     result = {"name": task.name, "split": "dev", "examples": len(data), "main_metric": main, "metrics": metrics}
     fp32_gap = abs(metrics["onnx-fp32"][main] - metrics["torch-fp32"][main])

@@ -152,10 +152,9 @@ def _task_data(task, tokenizer, limit: int | None, max_length: int):
 
 def backend_metrics(backend: Backend, data, task, batch_size: int = 64) -> dict[str, float]:
     """The task metrics of one backend on encoded (padded) dev batches."""
-    from alembert.engine.data import make_loader
+    from alembert.evaluation.scoring import score_with
 
-    logits = [backend.run(backend.prepare(batch)) for batch in make_loader(data, batch_size, shuffle=False)]
-    return task.compute_metrics(np.concatenate(logits), np.asarray(data.labels))
+    return score_with(lambda batch: backend.run(backend.prepare(batch)), data, task, batch_size)
 
 
 def bench(models: list[str | os.PathLike], seq_lens=(64, 128), batch_sizes=(1, 32), backends=BACKENDS,

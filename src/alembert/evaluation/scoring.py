@@ -9,21 +9,30 @@ from alembert.models.layout import takes_token_types
 from alembert.tasks import Task
 
 
+def logits_of(run, data: EncodedExamples, batch_size: int = 128) -> np.ndarray:
+    """Logits for every example, in order: `run(batch)` on each padded batch (a model, a session, a backend)."""
+    return np.concatenate([np.asarray(run(batch)) for batch in make_loader(data, batch_size, shuffle=False)])
+
+
+def score_with(run, data: EncodedExamples, task: Task, batch_size: int = 128) -> dict[str, float]:
+    return task.compute_metrics(logits_of(run, data, batch_size), np.asarray(data.labels))
+
+
 @torch.no_grad()
 def predict(model, data: EncodedExamples, batch_size: int = 128, use_teacher_encoding: bool = False) -> np.ndarray:
-    """Logits for every example, in order."""
+    """The model's logits for every example, in order."""
     model.eval()
     device = next(model.parameters()).device
     takes_types = takes_token_types(model)
-    outputs = []
-    for batch in make_loader(data, batch_size, shuffle=False):
-        prefix = "teacher_" if use_teacher_encoding else ""
+    prefix = "teacher_" if use_teacher_encoding else ""
+
+    def run(batch):
         inputs = {k: batch[prefix + k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")
                   if prefix + k in batch and (k != "token_type_ids" or takes_types)}
-        outputs.append(model(**inputs).logits.float().cpu())
-    return torch.cat(outputs).numpy()
+        return model(**inputs).logits.float().cpu().numpy()
+
+    return logits_of(run, data, batch_size)
 
 
 def score(model, data: EncodedExamples, task: Task, batch_size: int = 128) -> dict[str, float]:
-    logits = predict(model, data, batch_size)
-    return task.compute_metrics(logits, np.asarray(data.labels))
+    return task.compute_metrics(predict(model, data, batch_size), np.asarray(data.labels))

@@ -1,8 +1,6 @@
 """Size and latency of a model, measured the same way for every model in a report."""
 from __future__ import annotations
 
-import time
-
 import torch
 
 
@@ -10,23 +8,15 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
 def latency_ms(model, batch_size: int, seq_len: int, repeats: int = 10, warmup: int = 3) -> float:
-    """Median wall-clock milliseconds of one forward pass on a full (unpadded) batch of random token ids."""
+    """Median wall-clock milliseconds of one forward pass on a full (unpadded) batch of random token ids, timed
+    as `alembert bench` times its torch-fp32 backend."""
+    from alembert.evaluation.bench import random_batch, time_backend, torch_backend
+    from alembert.export import input_names
+
     model.eval()
-    device = next(model.parameters()).device
-    vocab = model.config.vocab_size
-    ids = torch.randint(1000 if vocab > 2000 else 1, vocab, (batch_size, seq_len), device=device,
-                        generator=torch.Generator(device=device).manual_seed(0))
-    mask = torch.ones_like(ids)
-    times = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        model(input_ids=ids, attention_mask=mask)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1000)
+    backend = torch_backend(model, input_names(model), bf16=False, file_bytes=0)
+    times = time_backend(backend, random_batch(model.config.vocab_size, batch_size, seq_len), warmup, repeats)
     return float(sorted(times)[len(times) // 2])
 
 
