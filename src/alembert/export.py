@@ -98,7 +98,7 @@ def check_inputs(tokenizer, names: list[str], vocab_size: int, max_length: int) 
     return [{k: torch.as_tensor(b[k]).long() for k in names} for b in batches]
 
 
-def _export_fp32(model, names: list[str], path: Path, opset: int) -> None:
+def export_fp32(model, names: list[str], path: Path, opset: int, attention: str = "eager") -> None:
     wrapper = LogitsOnly(model, "token_type_ids" in names).eval()
     # batch 2 and length 16, not 1: the exporter specialises axes whose example size is 0 or 1
     example = tuple(torch.full((2, 16), 5, dtype=torch.long) if n == "input_ids" else
@@ -109,10 +109,10 @@ def _export_fp32(model, names: list[str], path: Path, opset: int) -> None:
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter logs that torchvision ops are skipped; BERT has none
     # Eager attention exports to plain MatMul/Softmax that ONNX Runtime runs faster than the exported SDPA
-    # graph: int8 2-layer student at batch 1, sequence 128, 2.57 against 3.11 ms (benchmarks/RESULTS.md).
+    # graph (benchmarks/export_attention.py; figures in benchmarks/RESULTS.md).
     kernel = getattr(model.config, "_attn_implementation", None)
     if kernel and hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation("eager")
+        model.set_attn_implementation(attention)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -130,7 +130,7 @@ def _export_fp32(model, names: list[str], path: Path, opset: int) -> None:
             model.set_attn_implementation(kernel)
 
 
-def _quantize_int8(fp32_path: Path, int8_path: Path) -> None:
+def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     """Dynamic int8 quantization of MatMul/Gemm weights (activations quantized on the fly at run time)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -247,9 +247,9 @@ def _export_checked(model, tokenizer, model_dir, output, int8, opset, max_length
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
     with tempfile.TemporaryDirectory(prefix=".alembert-export-", dir=output) as tmp:
         work = Path(tmp)
-        _export_fp32(model, names, work / MODEL_FILE, opset)
+        export_fp32(model, names, work / MODEL_FILE, opset)
         if int8:
-            _quantize_int8(work / MODEL_FILE, work / INT8_FILE)
+            quantize_int8(work / MODEL_FILE, work / INT8_FILE)
         files = [MODEL_FILE] + ([INT8_FILE] if int8 else [])
         sessions = {"fp32": make_session(work / MODEL_FILE)}
         if int8:
