@@ -39,16 +39,19 @@ OPTIONS = {
 
 
 class StepClock(Controller):
-    """Times each optimizer step; the first `skip` are warm-up (compilation, allocator, caches)."""
+    """Times each optimizer step and stops the run after `steps`; the first `skip` are warm-up (compilation,
+    allocator, caches)."""
 
-    def __init__(self, skip: int):
-        self.skip, self.times = skip, []
+    def __init__(self, skip: int, steps: int):
+        self.skip, self.steps, self.times = skip, steps, []
 
     def on_stage_start(self, stage, trainer) -> None:
         self.times = [time.perf_counter()]
 
     def on_step_end(self, step, losses, trainer) -> None:
         self.times.append(time.perf_counter())
+        if step >= self.steps:
+            raise _Enough
 
     def examples_per_second(self, batch_size: int) -> float:
         steady = self.times[self.skip:]
@@ -56,6 +59,10 @@ class StepClock(Controller):
 
     def warmup_seconds(self) -> float:
         return self.times[self.skip] - self.times[0]
+
+
+class _Enough(Exception):
+    pass
 
 
 def recipe(args, name: str, changes: dict, work: Path):
@@ -74,23 +81,8 @@ def recipe(args, name: str, changes: dict, work: Path):
     return recipe_from_dict(data, name)
 
 
-class StopAfter(StepClock):
-    def __init__(self, skip: int, steps: int):
-        super().__init__(skip)
-        self.steps = steps
-
-    def on_step_end(self, step, losses, trainer) -> None:
-        super().on_step_end(step, losses, trainer)
-        if step >= self.steps:
-            raise _Enough
-
-
-class _Enough(Exception):
-    pass
-
-
 def trial(args, name: str, changes: dict, work: Path, index: int) -> dict:
-    clock = StopAfter(args.skip, args.steps)
+    clock = StepClock(args.skip, args.steps)
     run = recipe(args, f"t{index}", changes, work)
     try:
         api.distill(run, overwrite=True, controllers=[clock])
