@@ -3,6 +3,8 @@
 from alembert.losses.attention import AttentionProbKL, AttentionScoreMSE
 from alembert.losses.hidden import HiddenMSE
 from alembert.losses.logits import HardLabelCE, KDLoss, LogitMSE, PredictionLoss, RegressionMSE
+from alembert.losses.pkd import PKDLoss
+from alembert.losses.relations import RelationKL
 
 __all__ = [
     "AttentionProbKL",
@@ -11,6 +13,8 @@ __all__ = [
     "HiddenMSE",
     "KDLoss",
     "LogitMSE",
+    "PKDLoss",
     "PredictionLoss",
     "RegressionMSE",
+    "RelationKL",
 ]
