@@ -21,6 +21,8 @@ from alembert.models.loading import load_classifier, load_tokenizer
 from alembert.models.students import extract_student, pick_layers, same_vocabulary, student_from_spec
 from alembert.recipe import Recipe, load_recipe, recipe_from_dict
 from alembert.tasks import get_task
+from alembert.tasks.stress import apply_stress, describe
+from alembert.tasks.supplementary import load_supplementary
 
 __all__ = ["distill", "finetune", "evaluate", "build_student", "RunResult"]
 
@@ -89,8 +91,16 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     if final.exists() and not overwrite:  # refuse before any long work starts
         raise AlembertError(f"{final}: output directory exists (pass --overwrite to replace it)")
     task = get_task(recipe.task if isinstance(recipe.task, str) else recipe.task.model_dump(), recipe.data_dir)
-    train_examples = task.load("train", recipe.train_limit, recipe.seed)
-    dev_examples = task.load("dev", recipe.dev_limit, recipe.seed)
+    data_seed = recipe.seed if recipe.data_seed is None else recipe.data_seed
+    train_examples = task.load("train", recipe.train_limit, data_seed)
+    if recipe.stress is not None:
+        train_examples = apply_stress(train_examples, **recipe.stress.model_dump(), num_labels=task.num_labels,
+                                      seed=data_seed)
+    dev_examples = task.load("dev", recipe.dev_limit, data_seed)
+    supplementary_examples = None
+    if recipe.supplementary is not None:
+        supplementary_examples = load_supplementary(recipe.supplementary.source, recipe.supplementary.limit,
+                                                    data_seed, recipe.data_dir)
     set_seed(recipe.seed)  # before any model is built: a new classification head is initialised randomly
     teacher = teacher_tokenizer = None
     if recipe.teacher is not None:
@@ -103,13 +113,24 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     train = EncodedExamples(train_examples, tokenizer, recipe.max_length,
                             teacher_tokenizer if separate_teacher_tokens else None)
     dev = EncodedExamples(dev_examples, tokenizer, recipe.max_length)
+    supplementary = None
+    if supplementary_examples is not None:
+        supplementary = EncodedExamples(supplementary_examples, tokenizer, recipe.max_length,
+                                        teacher_tokenizer if separate_teacher_tokens else None)
 
     work = _work_dir(final)
     try:
         logger = RunLogger(work)
         try:
-            result = Trainer(recipe, task, student, teacher, train, dev, logger, controllers).fit()
-            scored = [("student", student.cpu(), dev)]
+            scored = []
+            source = teacher
+            if recipe.assistant is not None:  # the assistant learns from the teacher, the student from it
+                source = _assistant(recipe, teacher, student)
+                Trainer(_assistant_recipe(recipe), task, source, teacher, train, dev, logger, controllers,
+                        supplementary).fit()
+                scored.append(("assistant", source, dev))
+            result = Trainer(recipe, task, student, source, train, dev, logger, controllers, supplementary).fit()
+            scored = [(name, model.cpu(), data) for name, model, data in scored] + [("student", student.cpu(), dev)]
             if teacher is not None:
                 teacher_dev = dev if not separate_teacher_tokens else EncodedExamples(
                     dev_examples, teacher_tokenizer, recipe.max_length)
@@ -121,6 +142,12 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
                     row["speed"] = speed_profile(model, recipe.max_length)
                 models.append(row)
             report = _report(recipe, task, models, result, len(train), len(dev))
+            report["data"]["train_labels"] = describe(train_examples, task.num_labels)
+            if supplementary is not None:
+                report["data"]["supplementary_examples"] = len(supplementary)
+            if recipe.assistant is not None:
+                shape = find_layout(source)
+                report["assistant"] = {"layers": shape.num_layers, "hidden": shape.hidden_size, "heads": shape.num_heads}
             student_dir = work / "student"
             student.save_pretrained(student_dir, safe_serialization=True)
             tokenizer.save_pretrained(student_dir)
@@ -133,6 +160,22 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         shutil.rmtree(work, ignore_errors=True)  # nothing half-written is left behind
         raise
     return RunResult(final, report)
+
+
+def _assistant(recipe: Recipe, teacher, student):
+    """MiniLM's teacher assistant: the teacher's depth, the student's width, randomly initialised."""
+    spec, teacher_layout, student_layout = recipe.assistant, find_layout(teacher), find_layout(student)
+    return student_from_spec(teacher, spec.layers or teacher_layout.num_layers,
+                             spec.hidden or student_layout.hidden_size, spec.heads or student_layout.num_heads,
+                             spec.ffn, recipe.seed)
+
+
+def _assistant_recipe(recipe: Recipe) -> Recipe:
+    """The recipe's stages, renamed, for training the assistant (its logs and evaluations say so)."""
+    data = recipe.model_dump()
+    data["stages"] = [dict(stage, name=f"assistant-{stage['name']}") for stage in data["stages"]]
+    data["assistant"] = None
+    return recipe_from_dict(data, f"{recipe.name} (teacher assistant)")
 
 
 def _report(recipe, task, models, result, n_train, n_dev) -> dict:
@@ -158,6 +201,7 @@ def _report(recipe, task, models, result, n_train, n_dev) -> dict:
                      "cache_build_seconds": round(result.cache_build_seconds, 2),
                      "examples_seen": result.examples_seen, "evaluations": result.history},
         "teacher_cache": result.teacher_cache,
+        **({"supplementary_cache": result.supplementary_cache} if result.supplementary_cache else {}),
         "recipe": recipe.model_dump(),
     }
 
@@ -166,7 +210,7 @@ def finetune(model: str, task: str | dict, name: str | None = None, output_dir: 
              epochs: float = 3.0, lr: float = 5e-5, batch_size: int = 32, max_length: int = 128,
              train_limit: int | None = None, dev_limit: int | None = None, seed: int = 42,
              data_dir: str | None = None, precision: str = "fp32", overwrite: bool = False,
-             speed: bool = True) -> RunResult:
+             speed: bool = True, data_seed: int | None = None, stress: dict | None = None) -> RunResult:
     """Fine-tune `model` on `task` with labels alone: a teacher, or the no-teacher baseline of a student."""
     task_name = task if isinstance(task, str) else task.get("name", "custom")
     recipe = recipe_from_dict({
@@ -177,6 +221,7 @@ def finetune(model: str, task: str | dict, name: str | None = None, output_dir: 
                     "losses": [{"type": "prediction", "alpha": 0.0}]}],
         "output_dir": output_dir, "batch_size": batch_size, "max_length": max_length, "train_limit": train_limit,
         "dev_limit": dev_limit, "seed": seed, "data_dir": data_dir, "precision": precision, "speed": speed,
+        "data_seed": data_seed, "stress": stress,
     }, "finetune")
     return distill(recipe, overwrite=overwrite)
 

@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--max-length", type=int, default=128)
     ft.add_argument("--train-limit", type=int, help="train on a seeded subset of this many examples")
     ft.add_argument("--seed", type=int, default=42)
+    ft.add_argument("--data-seed", type=int, help="seed of the train subset and stress transforms (default: --seed)")
+    ft.add_argument("--downsample", type=int, help="stress: keep this many training examples")
+    ft.add_argument("--flip-labels", type=float, help="stress: give this fraction of examples a wrong label")
+    ft.add_argument("--imbalance", type=float, help="stress: largest / smallest class count")
     ft.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ft.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -63,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--overwrite", action="store_true")
     _inference_parsers(sub, common)
     return parser
+
+
+def _stress(args) -> dict | None:
+    """finetune's stress options as a recipe's stress mapping (None when none is given)."""
+    given = {k: getattr(args, k) for k in ("downsample", "flip_labels", "imbalance") if getattr(args, k) is not None}
+    return given or None
 
 
 def _inference_parsers(sub, common) -> None:
@@ -159,7 +169,8 @@ def _run(args) -> int:
         run = api.finetune(args.model, args.task, name=args.name, output_dir=args.output_dir, epochs=args.epochs,
                            lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
                            train_limit=args.train_limit, seed=args.seed, data_dir=data_dir,
-                           precision=args.precision, overwrite=args.overwrite)
+                           precision=args.precision, overwrite=args.overwrite, data_seed=args.data_seed,
+                           stress=_stress(args))
         _print_run(run)
     elif args.command == "distill":
         overrides = list(args.overrides) + ([f"data_dir={data_dir}"] if args.data_dir else [])

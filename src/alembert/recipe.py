@@ -67,7 +67,52 @@ class AttentionLossSpec(_Strict):
     layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
 
 
-LossSpec = Annotated[Union[PredictionLossSpec, HiddenLossSpec, AttentionLossSpec], Field(discriminator="type")]
+class PKDLossSpec(_Strict):
+    """PKD's patient loss: MSE between L2-normalised [CLS] vectors of mapped layers (skip: PKD-Skip, top: PKD-Last)."""
+
+    type: Literal["pkd"]
+    weight: float = Field(1.0, ge=0)
+    map: Literal["uniform", "last", "skip", "top", "explicit"] = "skip"
+    layers: list[int] | None = None
+
+
+class RelationLossSpec(_Strict):
+    """Self-relation KL, softmax(X X^T / sqrt(d)) for X in Q, K, V (MiniLM's value relation is relations: [vv]).
+
+    heads: relation heads both models' projections are re-split into (MiniLMv2), so their own head counts may
+    differ; null uses each model's own heads. masked: false lets padding take part, as CR-ILD's released script.
+    """
+
+    type: Literal["relation"]
+    weight: float = Field(1.0, ge=0)
+    map: Literal["uniform", "last", "skip", "top", "explicit"] = "last"
+    layers: list[int] | None = None
+    relations: list[Literal["qq", "kk", "vv"]] = Field(["qq", "kk", "vv"], min_length=1)
+    heads: int | None = Field(None, ge=1)
+    masked: bool = True
+
+
+LossSpec = Annotated[Union[PredictionLossSpec, HiddenLossSpec, AttentionLossSpec, PKDLossSpec, RelationLossSpec],
+                     Field(discriminator="type")]
+
+
+class MixUpSpec(_Strict):
+    """MixUp at the embedding output (CR-ILD): lambda ~ Beta(alpha, alpha), kept >= 0.5; the partner is the
+    reversed batch; teacher and student mix with the same lambda through their own embedding layers."""
+
+    alpha: float = Field(1.0, gt=0)
+
+
+class ConsistencySpec(_Strict):
+    """Consistency of the student's distilled representations between a mixed input and its clean sources.
+
+    weight is ramped linearly over the stage's epochs (0 in the first) when ramp is on. released_script: true
+    applies it only to attention_kl and hidden_mse terms, as CR-ILD's released code does, where it is inert
+    for the Q/K/V relations that its CR-ILD command distils."""
+
+    weight: float = Field(0.1, ge=0)
+    ramp: bool = True
+    released_script: bool = False
 
 
 class StageSpec(_Strict):
@@ -82,10 +127,51 @@ class StageSpec(_Strict):
     freeze: list[str] = []  # parameter-name substrings to keep frozen, e.g. ["embeddings"]
     eval_every: int | None = Field(None, ge=1)  # steps; default: once per epoch when the stage trains the logits
     evaluate: bool | None = None  # default: true when a prediction loss is present
+    data: Literal["task", "task+supplementary", "supplementary"] = "task"  # the examples this stage trains on
+    mixup: MixUpSpec | None = None
+    consistency: ConsistencySpec | None = None  # needs mixup
 
     @property
     def trains_logits(self) -> bool:
         return any(loss.type == "prediction" for loss in self.losses)
+
+    @property
+    def uses_labels(self) -> bool:
+        return any(loss.type == "prediction" and loss.alpha < 1 for loss in self.losses)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.consistency is not None and self.mixup is None:
+            raise ValueError("consistency compares mixed and clean inputs: it needs mixup")
+        if self.uses_labels and (self.mixup is not None or self.data != "task"):
+            why = "mixed inputs have no single label" if self.mixup is not None else "supplementary text is unlabeled"
+            raise ValueError(f"a prediction loss with alpha < 1 needs labels, but {why} (use alpha: 1)")
+        return self
+
+
+class StressSpec(_Strict):
+    """Seeded stress transforms of the training set, applied in this order: imbalance, downsample, flip_labels."""
+
+    imbalance: float | None = Field(None, ge=1)  # largest / smallest class count (long-tailed across classes)
+    downsample: int | None = Field(None, ge=1)  # keep this many examples
+    flip_labels: float | None = Field(None, ge=0, le=1)  # fraction of examples given a wrong label
+
+
+class SupplementarySpec(_Strict):
+    """Unlabeled text for stages with data 'task+supplementary' or 'supplementary' (CR-ILD's ILD on other data)."""
+
+    source: str  # a task name (its train texts) or a text file: .txt, or .tsv/.csv with a text/sentence column
+    limit: int | None = Field(None, ge=1)  # a seeded sample of this many texts
+
+
+class AssistantSpec(_Strict):
+    """MiniLM's teacher assistant: first distil the teacher into a model of the teacher's depth and the student's
+    width with the recipe's stages, then distil that assistant into the student with the same stages."""
+
+    layers: int | None = Field(None, ge=1)  # default: the teacher's depth
+    hidden: int | None = Field(None, ge=1)  # default: the student's width
+    heads: int | None = Field(None, ge=1)  # default: the student's heads
+    ffn: int | None = Field(None, ge=1)
 
 
 class GenericTaskSpec(_Strict):
@@ -115,6 +201,10 @@ class Recipe(_Strict):
     train_limit: int | None = Field(None, ge=1)  # a seeded subset of the train split
     dev_limit: int | None = Field(None, ge=1)
     seed: int = 42
+    data_seed: int | None = None  # seeds the train_limit subset and stress transforms; default: seed
+    stress: StressSpec | None = None
+    supplementary: SupplementarySpec | None = None
+    assistant: AssistantSpec | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
     speed: bool = True  # measure latency at batch 1 and 32 for the report
     teacher_cache: bool = True  # read the teacher's outputs from disk when it would see the same inputs again
@@ -131,6 +221,11 @@ class Recipe(_Strict):
             if needs_teacher and self.teacher is None:
                 raise ValueError(f"stages.{i}: losses {', '.join(needs_teacher)} need a teacher (set teacher, "
                                  "or use a prediction loss with alpha: 0)")
+        for i, stage in enumerate(self.stages):
+            if stage.data != "task" and self.supplementary is None:
+                raise ValueError(f"stages.{i}.data: '{stage.data}' needs a supplementary source (set supplementary)")
+        if self.assistant is not None and self.teacher is None:
+            raise ValueError("assistant: a teacher assistant needs a teacher")
         if self.student.init == "extract" and self.teacher is None and not self.student.source:
             raise ValueError("student: extracting layers needs a teacher or student.source")
         return self
@@ -199,9 +294,10 @@ def without_teacher(recipe: Recipe, name: str) -> Recipe:
     """The no-teacher baseline of a recipe: its last stage alone, on the hard labels, with the same student
     (extracted from the teacher, when the recipe extracts) and the same schedule."""
     data = recipe.model_dump()
-    last = dict(data["stages"][-1], losses=[{"type": "prediction", "alpha": 0.0}])
+    last = dict(data["stages"][-1], losses=[{"type": "prediction", "alpha": 0.0}], data="task", mixup=None,
+                consistency=None)
     student = dict(data["student"])
     if student["init"] != "checkpoint" and not student["source"]:
         student["source"] = recipe.teacher
-    data.update(name=name, teacher=None, stages=[last], student=student)
+    data.update(name=name, teacher=None, stages=[last], student=student, assistant=None, supplementary=None)
     return recipe_from_dict(data, f"{name} (no-teacher baseline)")

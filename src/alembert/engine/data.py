@@ -1,6 +1,8 @@
 """Tokenized examples and dynamically padded batches."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -59,6 +61,18 @@ class EncodedExamples(Dataset):
         if "labels" in items[0]:
             batch["labels"] = torch.tensor([it["labels"] for it in items])
         return batch
+
+
+def join_unlabeled(*parts: EncodedExamples) -> EncodedExamples:
+    """Several encoded sets as one, labels dropped: for stages that learn from the teacher alone (e.g. ILD on the
+    task's data plus supplementary text, whose examples may be pairs and single sentences side by side)."""
+    joined = copy.copy(parts[0])
+    joined.examples = [ex for part in parts for ex in part.examples]
+    joined.labels = [None] * len(joined.examples)
+    joined.student = [enc for part in parts for enc in part.student]
+    if parts[0].teacher is not None:
+        joined.teacher = [enc for part in parts for enc in part.teacher]
+    return joined
 
 
 def _pad(encodings: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

@@ -214,8 +214,14 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
         for file in work.iterdir():  # on disk before the rename makes the cache visible
             with open(file, "rb+") as f:
                 os.fsync(f.fileno())
-        shutil.rmtree(path, ignore_errors=True)
-        work.rename(path)
+        try:
+            work.rename(path)
+        except OSError:  # another process built the same cache meanwhile: theirs is as good, keep it
+            theirs = open_cache(path, key)
+            if theirs is None:
+                raise
+            shutil.rmtree(work, ignore_errors=True)
+            return theirs
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

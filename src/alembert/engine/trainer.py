@@ -6,6 +6,7 @@ import functools
 import math
 import operator
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from alembert.engine.controllers import Controller
-from alembert.engine.data import EncodedExamples, make_loader, teacher_view
+from alembert.engine.data import EncodedExamples, join_unlabeled, make_loader, teacher_view
 from alembert.engine.logger import RunLogger
+from alembert.engine.mixup import MixUp
 from alembert.engine.objective import Objective
 from alembert.engine.teacher_cache import CacheInfo, default_cache_root, prepare_cache
 from alembert.evaluation.scoring import score
@@ -39,13 +41,18 @@ class TrainResult:
     train_seconds: float = 0.0  # in training steps only: no evaluation, no cache build
     cache_build_seconds: float = 0.0
     examples_seen: int = 0
-    teacher_cache: dict = field(default_factory=dict)
+    teacher_cache: dict = field(default_factory=dict)  # the cache of the task's training set
+    supplementary_cache: dict | None = None  # the cache of the stages on supplementary data, when any
 
 
 class Trainer:
     def __init__(self, recipe: Recipe, task: Task, student, teacher, train: EncodedExamples, dev: EncodedExamples,
-                 logger: RunLogger, controllers: list[Controller] = ()):
+                 logger: RunLogger, controllers: list[Controller] = (), supplementary: EncodedExamples | None = None):
         self.recipe, self.task, self.train_data, self.dev_data = recipe, task, train, dev
+        self.datasets = {"task": train}  # what each stage's `data` names
+        if supplementary is not None:
+            self.datasets.update({"supplementary": supplementary,
+                                  "task+supplementary": join_unlabeled(train, supplementary)})
         self.logger, self.controllers = logger, list(controllers)
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         # bf16 autocast of our own rather than accelerate's mixed_precision, which is fixed for the whole process
@@ -70,9 +77,14 @@ class Trainer:
         teacher_layout = find_layout(self.teacher) if self.teacher is not None else None
         objectives = [Objective(stage, student_layout, teacher_layout, self.task.is_regression)
                       for stage in self.recipe.stages]
-        self.cache, info = self._teacher_cache(objectives)
-        self.result.teacher_cache = asdict(info)
-        self.result.cache_build_seconds = info.build_seconds
+        self.caches, infos = {}, {}
+        for name in self.datasets:
+            self.caches[name], infos[name] = self._teacher_cache(name, objectives)
+        self.result.teacher_cache = asdict(infos["task"])
+        used = {stage.data for stage in self.recipe.stages} - {"task"}
+        if used:
+            self.result.supplementary_cache = asdict(infos[used.pop()])
+        self.result.cache_build_seconds = sum(info.build_seconds for info in infos.values())
         if self.recipe.compile:  # in place: the module, its hooks and its state_dict keys stay as they are
             self.student.compile(dynamic=True)
         for index, (stage, objective) in enumerate(zip(self.recipe.stages, objectives)):
@@ -84,12 +96,16 @@ class Trainer:
         self.result.seconds = time.perf_counter() - start
         return self.result
 
-    def _teacher_cache(self, objectives: list[Objective]):
-        """The teacher-output cache, where it is safe: no controller rewrites inputs, and a stage needs the
-        teacher. Built when the teacher would see the data more than once; reused whenever it exists."""
-        users = [(stage, o) for stage, o in zip(self.recipe.stages, objectives) if o.needs_teacher]
+    def _teacher_cache(self, data_name: str, objectives: list[Objective]):
+        """The teacher-output cache of one dataset, where it is safe: no controller rewrites inputs, the stage
+        does not mix them, and it needs the teacher. Built when the teacher would see the data more than once;
+        reused whenever it exists."""
+        on_data = [(stage, o) for stage, o in zip(self.recipe.stages, objectives)
+                   if o.needs_teacher and stage.data == data_name]
+        users = [(stage, o) for stage, o in on_data if stage.mixup is None]
         if not users:
-            return None, CacheInfo(None, enabled=False, reason="no stage needs the teacher")
+            reason = "the teacher sees mixed inputs (mixup)" if on_data else "no stage needs the teacher"
+            return None, CacheInfo(None, enabled=False, reason=reason)
         if not self.recipe.teacher_cache:
             return None, CacheInfo(None, enabled=False, reason="switched off (teacher_cache: false)")
         changing = [type(c).__name__ for c in self.controllers if c.changes_inputs]
@@ -98,7 +114,7 @@ class Trainer:
         request = functools.reduce(operator.or_, (o.teacher_request for _, o in users))  # one cache for all stages
         root = Path(self.recipe.cache_dir) if self.recipe.cache_dir else default_cache_root()
         passes = sum(stage.epochs for stage, _ in users)
-        return prepare_cache(root, self.teacher, self.train_data, self.recipe.max_length, request,
+        return prepare_cache(root, self.teacher, self.datasets[data_name], self.recipe.max_length, request,
                              self.recipe.precision, build=passes > 1, autocast=self.autocast)
 
     def _run_stage(self, index: int, stage: StageSpec, objective: Objective) -> None:
@@ -110,8 +126,8 @@ class Trainer:
         no_decay = [p for p in params if p.ndim <= 1]  # biases and LayerNorm weights
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": stage.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=stage.lr)
-        loader = make_loader(self.train_data, self.recipe.batch_size, shuffle=True, seed=self.recipe.seed + index,
-                             group_by_length=self.recipe.group_by_length)
+        loader = make_loader(self.datasets[stage.data], self.recipe.batch_size, shuffle=True,
+                             seed=self.recipe.seed + index, group_by_length=self.recipe.group_by_length)
         micro_steps = math.ceil(stage.epochs * len(loader))
         total_steps = math.ceil(micro_steps / stage.grad_accum)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(stage.warmup * total_steps), total_steps)
@@ -120,8 +136,13 @@ class Trainer:
         evaluate = stage.evaluate if stage.evaluate is not None else stage.trains_logits
         eval_every = stage.eval_every or math.ceil(len(loader) / stage.grad_accum)
         student_tap = FeatureTap(student, objective.student_request)
-        live_teacher = objective.needs_teacher and self.cache is None
+        cache = self.caches[stage.data] if stage.mixup is None else None
+        live_teacher = objective.needs_teacher and cache is None
         teacher_tap = FeatureTap(self.teacher, objective.teacher_request) if live_teacher else None
+        mixup = MixUp(stage.mixup.alpha, self.recipe.seed + index) if stage.mixup else None
+        mixed_models = [student] + ([self.teacher] if live_teacher else [])
+        consistency = stage.consistency
+        consistency_terms = objective.consistency_terms(consistency.released_script) if consistency else []
         for c in self.controllers:
             c.on_stage_start(stage, self)
 
@@ -136,17 +157,27 @@ class Trainer:
                     for c in self.controllers:
                         batch = c.on_batch(batch, self)
                     t_feats = None
-                    if objective.needs_teacher and self.cache is not None:
-                        t_feats = self.cache.features(batch, objective.teacher_request).to(acc.device)
+                    if objective.needs_teacher and cache is not None:
+                        t_feats = cache.features(batch, objective.teacher_request).to(acc.device)
                     batch = {k: v.to(acc.device) for k, v in batch.items()}
                     student.train()
                     with acc.accumulate(student), self.autocast():
-                        s_feats = student_tap.run(batch)
-                        if teacher_tap is not None:
-                            with torch.no_grad():
-                                t_feats = teacher_tap.run(teacher_view(batch))
+                        lam = mixup.sample() if mixup else 1.0
+                        inputs = mixup.mixed_batch(batch) if mixup else batch
+                        with mixup.mixing(mixed_models, lam) if mixup else nullcontext():
+                            s_feats = student_tap.run(inputs)
+                            if teacher_tap is not None:
+                                with torch.no_grad():
+                                    t_feats = teacher_tap.run(teacher_view(inputs))
                         weights = self._example_weights(batch, s_feats, t_feats)
                         loss, parts = objective(s_feats, t_feats, batch.get("labels"), weights)
+                        # CR-ILD's ramp: the weight grows linearly with the 0-based epoch, so it is 0 in the first
+                        ramp = (micro // len(loader)) / math.ceil(stage.epochs) if consistency and consistency.ramp \
+                            else 1.0
+                        if consistency_terms and ramp > 0:
+                            loss = loss + consistency.weight * ramp * self._consistency(
+                                student, student_tap, objective, batch, s_feats, lam, consistency_terms, parts)
+                            parts["total"] = float(loss.detach())
                         acc.backward(loss)
                         if acc.sync_gradients and stage.max_grad_norm:
                             acc.clip_grad_norm_(params, stage.max_grad_norm)
@@ -180,6 +211,18 @@ class Trainer:
         self.student = acc.unwrap_model(student)
         for c in self.controllers:
             c.on_stage_end(stage, self)
+
+    @staticmethod
+    def _consistency(student, tap, objective, batch, mixed_features, lam, terms, parts) -> torch.Tensor:
+        """The consistency term against the student's own features on the clean inputs, a target computed
+        without gradient and without dropout."""
+        with torch.no_grad():
+            student.eval()
+            clean = tap.run(batch)
+            student.train()
+        value = objective.consistency(mixed_features, clean, lam, terms)
+        parts["consistency"] = float(value.detach())
+        return value
 
     def _example_weights(self, batch, student_features, teacher_features):
         """Per-example loss weights from the first controller that gives any (None: all examples count alike)."""

@@ -48,6 +48,13 @@ class Features:
                         {i: s.to(device) for i, s in self.scores.items()},
                         {i: tuple(x.to(device) for x in qkv) for i, qkv in self.qkv.items()})
 
+    def reversed_batch(self) -> Features:
+        """The same features with the examples in reverse order: MixUp's partners."""
+        flip = lambda x: x.flip(0)  # noqa: E731
+        return Features(flip(self.logits), flip(self.attention_mask), {i: flip(h) for i, h in self.hidden.items()},
+                        {i: flip(s) for i, s in self.scores.items()},
+                        {i: tuple(flip(x) for x in qkv) for i, qkv in self.qkv.items()})
+
     def attention_probs(self, layer: int) -> torch.Tensor:
         return self.scores[layer].softmax(dim=-1)
 

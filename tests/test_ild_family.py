@@ -1,0 +1,180 @@
+"""The intermediate-layer family on the engine: MixUp, consistency regularisation, relation heads, PKD maps,
+supplementary data, stress transforms and the teacher assistant, on tiny random models."""
+import csv
+
+import pytest
+import torch
+
+from alembert import api
+from alembert.engine.mixup import MixUp
+from alembert.engine.objective import Objective
+from alembert.errors import AlembertError
+from alembert.models.features import FeatureRequest, Features, FeatureTap
+from alembert.models.layout import find_layout
+from alembert.recipe import StageSpec, recipe_from_dict
+from conftest import tiny_bert
+
+
+def _batch():
+    ids = torch.tensor([[2, 7, 8, 9, 3, 0], [2, 10, 3, 0, 0, 0], [2, 11, 12, 13, 14, 3]])
+    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "token_type_ids": torch.zeros_like(ids)}
+
+
+def test_mixup_lambda_is_folded_to_at_least_one_half_and_seeded():
+    draws = [MixUp(1.0, seed=3).sample() for _ in range(2)]
+    assert draws[0] == draws[1]  # same seed, same lambda
+    mix = MixUp(0.4, seed=0)
+    assert all(0.5 <= mix.sample() <= 1.0 for _ in range(200))
+
+
+def test_mixed_batch_unites_each_mask_with_its_reversed_partner():
+    batch = _batch()
+    mixed = MixUp.mixed_batch(batch)
+    # partners: 0 <-> 2 and 1 <-> 1; example 0 (5 tokens) with example 2 (6 tokens) gives 6
+    assert mixed["attention_mask"].tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0], [1] * 6]
+    assert mixed["input_ids"] is batch["input_ids"] and batch["attention_mask"][0].sum() == 5  # input untouched
+
+
+def test_teacher_and_student_mix_their_own_embedding_outputs_with_one_lambda():
+    student, teacher = tiny_bert(layers=2, hidden=16, heads=2, seed=1).eval(), tiny_bert(seed=2).eval()
+    batch = MixUp.mixed_batch(_batch())
+    request = FeatureRequest(hidden=frozenset({0}))
+    with FeatureTap(student, request) as s_tap, FeatureTap(teacher, request) as t_tap:
+        clean = s_tap.run(batch).hidden[0], t_tap.run(batch).hidden[0]
+        with MixUp(1.0, seed=0).mixing([student, teacher], 0.7):
+            mixed = s_tap.run(batch).hidden[0], t_tap.run(batch).hidden[0]
+        after = s_tap.run(batch).hidden[0]  # the hooks are gone once the block ends
+    for e, m in zip(clean, mixed):
+        assert m.shape == e.shape
+        torch.testing.assert_close(m, 0.7 * e + 0.3 * e.flip(0))
+    torch.testing.assert_close(after, clean[0])
+
+
+def _features(hidden: torch.Tensor) -> Features:
+    batch, tokens, _ = hidden.shape
+    return Features(logits=torch.zeros(batch, 2), attention_mask=torch.ones(batch, tokens), hidden={1: hidden})
+
+
+def _layout(layers=2, heads=2, hidden=4):
+    return find_layout(tiny_bert(layers=layers, hidden=hidden, heads=heads))
+
+
+def _stage(losses, **extra):
+    return StageSpec(name="ild", losses=losses, **extra)
+
+
+def test_consistency_is_the_lambda_weighted_loss_against_the_clean_input_and_its_partner():
+    objective = Objective(_stage([{"type": "hidden_mse", "map": "last", "embeddings": False, "weight": 2.0}]),
+                          _layout(layers=1), _layout(layers=1), regression=False)
+    # three examples whose every hidden value is 0, 1, 2; the mix equals the clean input, so only the partner
+    # term (examples reversed: 2, 1, 0) counts: mean of (0-2)^2, (1-1)^2, (2-0)^2 = 8/3
+    clean = _features(torch.arange(3.0).view(3, 1, 1).expand(3, 2, 4).contiguous())
+    terms = objective.consistency_terms(released_script=False)
+    value = objective.consistency(clean, clean, 0.75, terms)
+    assert value.item() == pytest.approx(2.0 * 0.25 * 8 / 3)
+
+
+def test_released_script_consistency_is_inert_for_qkv_relations_and_acts_on_attention_kl():
+    layout = _layout(layers=2)
+    qkv = Objective(_stage([{"type": "relation"}]), layout, layout, False)
+    assert qkv.consistency_terms(released_script=True) == []
+    assert [t.name for t in qkv.consistency_terms(released_script=False)] == ["relation"]
+    both = Objective(_stage([{"type": "relation"}, {"type": "attention_kl", "map": "last"}]), layout, layout, False)
+    assert [t.name for t in both.consistency_terms(released_script=True)] == ["attention_kl"]
+
+
+def test_relation_heads_let_head_counts_differ_and_are_checked_before_training():
+    student, teacher = _layout(heads=2, hidden=8), _layout(layers=4, heads=4, hidden=16)
+    objective = Objective(_stage([{"type": "relation", "heads": 4}]), student, teacher, False)
+    assert objective.student_request.qkv == {2} and objective.teacher_request.qkv == {4}
+    with pytest.raises(AlembertError, match="student has 2 heads and teacher 4; set heads"):
+        Objective(_stage([{"type": "relation"}]), student, teacher, False)
+    with pytest.raises(AlembertError, match="heads 3 does not divide the student's width 8"):
+        Objective(_stage([{"type": "relation", "heads": 3}]), student, teacher, False)
+
+
+def test_pkd_compares_transformer_layers_only_with_the_skip_and_top_maps():
+    student, teacher = _layout(layers=3), _layout(layers=6)
+    skip = Objective(_stage([{"type": "pkd"}]), student, teacher, False)
+    top = Objective(_stage([{"type": "pkd", "map": "top"}]), student, teacher, False)
+    assert skip.terms[0].pairs == [(1, 2), (2, 4)]
+    assert top.terms[0].pairs == [(1, 4), (2, 5), (3, 6)]  # never the embeddings
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"consistency": {}}, "consistency compares mixed and clean inputs: it needs mixup"),
+    ({"mixup": {}, "losses": [{"type": "prediction", "alpha": 0.5}]}, "mixed inputs have no single label"),
+    ({"data": "task+supplementary", "losses": [{"type": "prediction", "alpha": 0.0}]}, "supplementary text is"),
+    ({"data": "supplementary"}, "'supplementary' needs a supplementary source"),
+])
+def test_recipe_rejects_stages_the_method_cannot_run(stage, message):
+    data = {"name": "x", "task": "sst2", "teacher": "t", "student": {"init": "extract", "layers": 2},
+            "stages": [{"name": "ild", "losses": [{"type": "relation"}], **stage}]}
+    with pytest.raises(AlembertError, match=message):
+        recipe_from_dict(data)
+
+
+def _recipe(tmp_path, task, teacher_dir, stages, **changes):
+    data = {"name": "run", "task": task, "teacher": str(teacher_dir), "output_dir": str(tmp_path / "out"),
+            "student": {"init": "extract", "layers": 2}, "max_length": 16, "batch_size": 8, "speed": False,
+            "cache_dir": str(tmp_path / "cache"), "stages": stages, **changes}
+    return recipe_from_dict(data)
+
+
+def _logged(run, key):
+    with open(run.path / "metrics.csv") as f:
+        return [(row["stage"], int(row["step"])) for row in csv.DictReader(f) if row["key"] == key]
+
+
+CRILD_STAGE = {"name": "ild", "epochs": 3, "lr": 1e-3, "mixup": {"alpha": 1.0},
+               "losses": [{"type": "relation"}, {"type": "attention_kl", "map": "last"}]}
+
+
+def test_crild_runs_with_a_live_teacher_and_ramps_consistency_in_from_the_second_epoch(tmp_path, toy_task,
+                                                                                     tiny_teacher_dir):
+    stage = dict(CRILD_STAGE, consistency={"weight": 0.1})
+    run = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, [stage]))
+    steps_per_epoch = 96 // 8
+    logged = _logged(run, "consistency")
+    assert logged and min(step for _, step in logged) > steps_per_epoch  # weight 0 in the first epoch
+    assert run.report["teacher_cache"]["reason"] == "the teacher sees mixed inputs (mixup)"
+    inert = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, [dict(
+        stage, losses=[{"type": "relation"}], consistency={"released_script": True})], name="inert"))
+    assert _logged(inert, "relation") and not _logged(inert, "consistency")
+
+
+def test_ild_on_supplementary_text_then_prediction_on_the_task(tmp_path, toy_task, tiny_teacher_dir):
+    extra = tmp_path / "extra.txt"
+    extra.write_text("the film was very good and the actor was great.\n" * 10 + "it is a bad and awful plot.\n" * 6)
+    stages = [{"name": "ild", "epochs": 2, "lr": 1e-3, "data": "task+supplementary",
+               "losses": [{"type": "hidden_mse", "map": "last"}]},
+              {"name": "prediction", "epochs": 2, "lr": 1e-3, "losses": [{"type": "prediction", "alpha": 0.5}]}]
+    run = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, stages,
+                              supplementary={"source": str(extra), "limit": 12}))
+    assert run.report["data"]["supplementary_examples"] == 12
+    assert run.report["training"]["examples_seen"] == 2 * (96 + 12) + 2 * 96
+    assert run.report["supplementary_cache"]["enabled"] and run.report["teacher_cache"]["enabled"]
+    assert run.report["supplementary_cache"]["path"] != run.report["teacher_cache"]["path"]
+
+
+def test_stress_transforms_and_data_seed_fix_the_training_set_across_seeds(tmp_path, toy_task, tiny_teacher_dir):
+    stages = [{"name": "kd", "epochs": 1, "lr": 1e-3, "losses": [{"type": "prediction", "alpha": 0.5}]}]
+    stress = {"downsample": 40, "flip_labels": 0.25}
+    runs = [api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, stages, name=f"s{seed}", seed=seed,
+                                data_seed=7, stress=stress)) for seed in (1, 2)]
+    labels = [run.report["data"]["train_labels"] for run in runs]
+    assert labels[0] == labels[1] and labels[0]["examples"] == 40 and sum(labels[0]["class_counts"]) == 40
+    assert runs[0].report["data"]["train_examples"] == 40
+
+
+def test_teacher_assistant_has_the_teachers_depth_and_the_students_width(tmp_path, toy_task, tiny_teacher_dir):
+    stages = [{"name": "ild", "epochs": 1, "lr": 1e-3, "losses": [{"type": "attention_kl", "map": "last"},
+                                                                   {"type": "relation", "relations": ["vv"]}]},
+              {"name": "prediction", "epochs": 1, "lr": 1e-3, "losses": [{"type": "prediction", "alpha": 1.0}]}]
+    run = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, stages, assistant={},
+                              student={"init": "spec", "layers": 2, "hidden": 16, "heads": 4}))
+    assert [m["name"] for m in run.report["models"]] == ["teacher", "assistant", "student"]
+    assert run.report["assistant"] == {"layers": 4, "hidden": 16, "heads": 4}  # the tiny teacher: 4 x 32
+    with open(run.path / "metrics.csv") as f:
+        stages_logged = {row["stage"] for row in csv.DictReader(f)}
+    assert {"assistant-ild", "assistant-prediction", "ild", "prediction"} <= stages_logged
