@@ -153,8 +153,9 @@ def test_ild_on_supplementary_text_then_prediction_on_the_task(tmp_path, toy_tas
                               supplementary={"source": str(extra), "limit": 12}))
     assert run.report["data"]["supplementary_examples"] == 12
     assert run.report["training"]["examples_seen"] == 2 * (96 + 12) + 2 * 96
-    assert run.report["supplementary_cache"]["enabled"] and run.report["teacher_cache"]["enabled"]
-    assert run.report["supplementary_cache"]["path"] != run.report["teacher_cache"]["path"]
+    joined = run.report["supplementary_cache"]["task+supplementary"]
+    assert joined["enabled"] and run.report["teacher_cache"]["enabled"]
+    assert joined["path"] != run.report["teacher_cache"]["path"]
 
 
 def test_stress_transforms_and_data_seed_fix_the_training_set_across_seeds(tmp_path, toy_task, tiny_teacher_dir):
@@ -178,3 +179,15 @@ def test_teacher_assistant_has_the_teachers_depth_and_the_students_width(tmp_pat
     with open(run.path / "metrics.csv") as f:
         stages_logged = {row["stage"] for row in csv.DictReader(f)}
     assert {"assistant-ild", "assistant-prediction", "ild", "prediction"} <= stages_logged
+
+
+def test_mixup_needs_one_tokenization_for_teacher_and_student(tmp_path, toy_task, tiny_teacher_dir):
+    from conftest import write_tokenizer
+
+    other = tmp_path / "other"
+    tiny_bert().save_pretrained(other)
+    write_tokenizer(other, extra_words=("extra",))
+    stages = [{"name": "kd", "epochs": 1, "mixup": {}, "losses": [{"type": "prediction", "alpha": 1.0}]}]
+    recipe = _recipe(tmp_path, toy_task, tiny_teacher_dir, stages, student={"init": "checkpoint", "source": str(other)})
+    with pytest.raises(AlembertError, match="MixUp need one tokenization"):
+        api.distill(recipe)

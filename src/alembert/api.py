@@ -58,7 +58,9 @@ def build_student(recipe: Recipe, teacher, teacher_tokenizer, num_labels: int):
 
 
 def _token_aligned(recipe: Recipe) -> bool:
-    return any(loss.type != "prediction" for stage in recipe.stages for loss in stage.losses)
+    """Whether teacher and student must see the same tokens: token-level losses, or inputs mixed token by token."""
+    return any(stage.mixup is not None or any(loss.type != "prediction" for loss in stage.losses)
+               for stage in recipe.stages)
 
 
 def _work_dir(final: Path) -> Path:
@@ -108,8 +110,9 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels)
     separate_teacher_tokens = teacher_tokenizer is not None and not same_vocabulary(tokenizer, teacher_tokenizer)
     if separate_teacher_tokens and _token_aligned(recipe):
-        raise AlembertError("student and teacher vocabularies differ: hidden-state and attention losses need one "
-                            "tokenization (use prediction losses only, or a student with the teacher's tokenizer)")
+        raise AlembertError("student and teacher vocabularies differ: hidden-state, attention and relation losses and "
+                            "MixUp need one tokenization (use prediction losses only, or a student with the teacher's "
+                            "tokenizer)")
     train = EncodedExamples(train_examples, tokenizer, recipe.max_length,
                             teacher_tokenizer if separate_teacher_tokens else None)
     dev = EncodedExamples(dev_examples, tokenizer, recipe.max_length)

@@ -42,7 +42,7 @@ class TrainResult:
     cache_build_seconds: float = 0.0
     examples_seen: int = 0
     teacher_cache: dict = field(default_factory=dict)  # the cache of the task's training set
-    supplementary_cache: dict | None = None  # the cache of the stages on supplementary data, when any
+    supplementary_cache: dict | None = None  # per other dataset a stage trains on ('task+supplementary', ...)
 
 
 class Trainer:
@@ -81,9 +81,9 @@ class Trainer:
         for name in self.datasets:
             self.caches[name], infos[name] = self._teacher_cache(name, objectives)
         self.result.teacher_cache = asdict(infos["task"])
-        used = {stage.data for stage in self.recipe.stages} - {"task"}
+        used = sorted({stage.data for stage in self.recipe.stages} - {"task"})
         if used:
-            self.result.supplementary_cache = asdict(infos[used.pop()])
+            self.result.supplementary_cache = {name: asdict(infos[name]) for name in used}
         self.result.cache_build_seconds = sum(info.build_seconds for info in infos.values())
         if self.recipe.compile:  # in place: the module, its hooks and its state_dict keys stay as they are
             self.student.compile(dynamic=True)
