@@ -6,7 +6,7 @@ PYTHON ?= python3
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast demo benchmark benchmark-speed clean
+.PHONY: install test test-fast demo benchmark benchmark-ild benchmark-speed clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo: install
 
 benchmark: install
 	$(PY) benchmarks/task_distillation.py
+
+# the intermediate-layer family and CR-ILD: 7 methods x 6 datasets x 3 seeds, two single-thread runs at a time
+benchmark-ild: install
+	$(PY) benchmarks/ild_family.py
 
 # training throughput against TextBrewer, the engine's options, and inference of the SST-2 teacher and student
 # that `make benchmark` trained (benchmarks/RESULTS.md)
