@@ -125,19 +125,21 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     try:
         logger = RunLogger(work)
         try:
-            scored = []
-            source = teacher
+            assistant = None
             if recipe.assistant is not None:  # the assistant learns from the teacher, the student from it
-                source = _assistant(recipe, teacher, student)
-                Trainer(_assistant_recipe(recipe), task, source, teacher, train, dev, logger, controllers,
+                assistant = _assistant(recipe, teacher, student)
+                Trainer(_assistant_recipe(recipe), task, assistant, teacher, train, dev, logger, controllers,
                         supplementary).fit()
-                scored.append(("assistant", source, dev))
-            result = Trainer(recipe, task, student, source, train, dev, logger, controllers, supplementary).fit()
-            scored = [(name, model.cpu(), data) for name, model, data in scored] + [("student", student.cpu(), dev)]
+            result = Trainer(recipe, task, student, assistant or teacher, train, dev, logger, controllers,
+                             supplementary).fit()
+            scored = []
             if teacher is not None:
                 teacher_dev = dev if not separate_teacher_tokens else EncodedExamples(
                     dev_examples, teacher_tokenizer, recipe.max_length)
-                scored.insert(0, ("teacher", teacher.cpu(), teacher_dev))
+                scored.append(("teacher", teacher.cpu(), teacher_dev))
+            if assistant is not None:
+                scored.append(("assistant", assistant.cpu(), dev))
+            scored.append(("student", student.cpu(), dev))
             models = []
             for name, model, data in scored:  # one scoring and one speed function for every model
                 row = {"name": name, "metrics": score(model, data, task, recipe.eval_batch_size)}
@@ -148,8 +150,8 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
             report["data"]["train_labels"] = describe(train_examples, task.num_labels)
             if supplementary is not None:
                 report["data"]["supplementary_examples"] = len(supplementary)
-            if recipe.assistant is not None:
-                shape = find_layout(source)
+            if assistant is not None:
+                shape = find_layout(assistant)
                 report["assistant"] = {"layers": shape.num_layers, "hidden": shape.hidden_size, "heads": shape.num_heads}
             student_dir = work / "student"
             student.save_pretrained(student_dir, safe_serialization=True)

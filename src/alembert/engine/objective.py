@@ -123,9 +123,9 @@ class Objective(nn.Module):
     def consistency_terms(self, released_script: bool) -> list[Term]:
         """The terms consistency regularisation applies to: every distilled representation, or, as CR-ILD's
         released code, only attention-distribution KL and hidden MSE (so not its Q/K/V relations)."""
-        kinds = ("attention_kl", "hidden_mse") if released_script else (
-            "hidden_mse", "attention_mse", "attention_kl", "pkd", "relation")
-        return [t for t in self.terms if t.name in kinds]
+        if released_script:
+            return [t for t in self.terms if t.name in ("attention_kl", "hidden_mse")]
+        return [t for t in self.terms if t.name != "prediction"]
 
     def consistency(self, mixed: Features, clean: Features, lam: float, terms: list[Term]) -> torch.Tensor:
         """lam * D(f(x_mix), f(x)) + (1 - lam) * D(f(x_mix), f(x_rev)) for each term's own D on the student's

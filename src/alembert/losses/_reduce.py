@@ -9,6 +9,7 @@ give exactly the unweighted value.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from alembert.errors import AlembertError
 
@@ -40,3 +41,12 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name: str, what: str) -> 
             f"{name}: student and teacher {what} must have the same shape, "
             f"got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+def width_projection(student_dim: int, teacher_dim: int, name: str) -> nn.Module:
+    """TinyBERT's ``fit_dense``: ``nn.Linear(ds, dt)`` when the widths differ, the parameter-free identity when
+    they match; both widths checked."""
+    for field, value in (("student_dim", student_dim), ("teacher_dim", teacher_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AlembertError(f"{name}: {field} must be an integer >= 1, got {value!r}")
+    return nn.Linear(student_dim, teacher_dim) if student_dim != teacher_dim else nn.Identity()

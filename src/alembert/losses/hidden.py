@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from alembert.errors import AlembertError
-from alembert.losses._reduce import check_weights
+from alembert.losses._reduce import check_weights, width_projection
 
 
 class HiddenMSE(nn.Module):
@@ -23,12 +23,9 @@ class HiddenMSE(nn.Module):
 
     def __init__(self, student_dim: int, teacher_dim: int):
         super().__init__()
-        for field, value in (("student_dim", student_dim), ("teacher_dim", teacher_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise AlembertError(f"HiddenMSE: {field} must be an integer >= 1, got {value!r}")
+        self.projection = width_projection(student_dim, teacher_dim, "HiddenMSE")
         self.student_dim = student_dim
         self.teacher_dim = teacher_dim
-        self.projection = nn.Linear(student_dim, teacher_dim) if student_dim != teacher_dim else nn.Identity()
 
     def forward(self, student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
                 mask: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
