@@ -13,7 +13,7 @@ from alembert.engine.data import EncodedExamples
 from alembert.engine.logger import RunLogger
 from alembert.engine.trainer import Trainer
 from alembert.errors import AlembertError
-from alembert.evaluation.report import retained, write_model_card, write_report
+from alembert.evaluation.report import best_teacher, retained, write_model_card, write_report
 from alembert.evaluation.scoring import score
 from alembert.evaluation.speed import speed_profile
 from alembert.models.layout import find_layout
@@ -104,22 +104,21 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         supplementary_examples = load_supplementary(recipe.supplementary.source, recipe.supplementary.limit,
                                                     data_seed, recipe.data_dir)
     set_seed(recipe.seed)  # before any model is built: a new classification head is initialised randomly
-    teacher = teacher_tokenizer = None
-    if recipe.teacher is not None:
-        teacher, teacher_tokenizer = load_classifier(recipe.teacher, task.num_labels)
+    loaded = [load_classifier(t.path, task.num_labels) for t in recipe.teacher_list]
+    teachers = [model for model, _ in loaded]
+    teacher, teacher_tokenizer = loaded[0] if loaded else (None, None)  # the student is built from the first
     student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels)
-    separate_teacher_tokens = teacher_tokenizer is not None and not same_vocabulary(tokenizer, teacher_tokenizer)
-    if separate_teacher_tokens and _token_aligned(recipe):
+    # a teacher whose vocabulary differs from the student's reads the raw text through its own tokenizer
+    own_tokenizers = [None if same_vocabulary(tokenizer, tok) else tok for _, tok in loaded]
+    if any(own_tokenizers) and _token_aligned(recipe):
         raise AlembertError("student and teacher vocabularies differ: hidden-state, attention and relation losses and "
                             "MixUp need one tokenization (use prediction losses only, or a student with the teacher's "
                             "tokenizer)")
-    train = EncodedExamples(train_examples, tokenizer, recipe.max_length,
-                            teacher_tokenizer if separate_teacher_tokens else None)
+    train = EncodedExamples(train_examples, tokenizer, recipe.max_length, own_tokenizers)
     dev = EncodedExamples(dev_examples, tokenizer, recipe.max_length)
     supplementary = None
     if supplementary_examples is not None:
-        supplementary = EncodedExamples(supplementary_examples, tokenizer, recipe.max_length,
-                                        teacher_tokenizer if separate_teacher_tokens else None)
+        supplementary = EncodedExamples(supplementary_examples, tokenizer, recipe.max_length, own_tokenizers)
 
     work = _work_dir(final)
     try:
@@ -128,15 +127,16 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
             assistant = None
             if recipe.assistant is not None:  # the assistant learns from the teacher, the student from it
                 assistant = _assistant(recipe, teacher, student)
-                Trainer(_assistant_recipe(recipe), task, assistant, teacher, train, dev, logger, controllers,
+                Trainer(_assistant_recipe(recipe), task, assistant, teachers, train, dev, logger, controllers,
                         supplementary).fit()
-            result = Trainer(recipe, task, student, assistant or teacher, train, dev, logger, controllers,
-                             supplementary).fit()
+            trainer = Trainer(recipe, task, student, [assistant] if assistant else teachers, train, dev, logger,
+                              controllers, supplementary)
+            result = trainer.fit()
             scored = []
-            if teacher is not None:
-                teacher_dev = dev if not separate_teacher_tokens else EncodedExamples(
-                    dev_examples, teacher_tokenizer, recipe.max_length)
-                scored.append(("teacher", teacher.cpu(), teacher_dev))
+            for spec, model, own in zip(recipe.teacher_list, teachers, own_tokenizers):
+                name = "teacher" if len(teachers) == 1 else f"teacher:{spec.name}"
+                teacher_dev = dev if own is None else EncodedExamples(dev_examples, own, recipe.max_length)
+                scored.append((name, model.cpu(), teacher_dev))
             if assistant is not None:
                 scored.append(("assistant", assistant.cpu(), dev))
             scored.append(("student", student.cpu(), dev))
@@ -153,6 +153,9 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
             if assistant is not None:
                 shape = find_layout(assistant)
                 report["assistant"] = {"layers": shape.num_layers, "hidden": shape.hidden_size, "heads": shape.num_heads}
+            if trainer.selector is not None:  # the learned policy is kept with the student it trained
+                trainer.selector.save(work / "selector")
+                report["teacher_selection"] = trainer.selector.summary
             student_dir = work / "student"
             student.save_pretrained(student_dir, safe_serialization=True)
             tokenizer.save_pretrained(student_dir)
@@ -185,12 +188,14 @@ def _assistant_recipe(recipe: Recipe) -> Recipe:
 
 def _report(recipe, task, models, result, n_train, n_dev) -> dict:
     metric = task.main_metric
-    teacher = next((m for m in models if m["name"] == "teacher"), None)
+    teacher = best_teacher(models, metric)
     student = next(m for m in models if m["name"] == "student")
     return {
         "name": recipe.name,
         "task": {"name": task.name, "main_metric": metric, "metrics": list(task.metrics)},
         "teacher": recipe.teacher,
+        **({"teachers": [t.model_dump() for t in recipe.teacher_list], "combine": recipe.combine.rule}
+           if recipe.teachers else {}),
         "student": recipe.student.model_dump(),
         "stages": [{"name": s.name, "epochs": s.epochs, "lr": s.lr,
                     "losses": [l.type if l.type != "prediction" else f"prediction(alpha={l.alpha}, T={l.temperature})"
@@ -206,6 +211,7 @@ def _report(recipe, task, models, result, n_train, n_dev) -> dict:
                      "cache_build_seconds": round(result.cache_build_seconds, 2),
                      "examples_seen": result.examples_seen, "evaluations": result.history},
         "teacher_cache": result.teacher_cache,
+        **({"teacher_caches": result.teacher_caches} if len(result.teacher_caches) > 1 else {}),
         **({"supplementary_cache": result.supplementary_cache} if result.supplementary_cache else {}),
         "recipe": recipe.model_dump(),
     }

@@ -174,6 +174,42 @@ class AssistantSpec(_Strict):
     ffn: int | None = Field(None, ge=1)
 
 
+class TeacherSpec(_Strict):
+    """One of several teachers; each reads the raw text through its own tokenizer."""
+
+    path: str  # a fine-tuned checkpoint directory or hub id
+    name: str | None = None  # how logs and the report call it; default t0, t1, ...
+    weight: float = Field(1.0, gt=0)  # its share under combine rule 'fixed' (normalised over the teachers)
+
+
+class SelectorSpec(_Strict):
+    """RL-KD's teacher selector (our reconstruction of Yuan et al., AAAI 2021): a policy scores each
+    (example, teacher) pair from its state and picks the teachers the example is distilled from; REINFORCE with a
+    moving-average baseline; the student and the policy take turns."""
+
+    action: Literal["bernoulli", "soft"] = "bernoulli"  # select teachers, or weight them by a sampled sigmoid
+    reward: Literal["student_loss", "distill_loss", "dev_metric"] = "student_loss"
+    state: list[Literal["embedding", "probs", "gold_loss", "divergence"]] = Field(
+        ["embedding", "probs", "gold_loss", "divergence"], min_length=1)
+    hidden: int = Field(0, ge=0)  # 0: a logistic policy, as the paper; else one hidden tanh layer
+    lr: float = Field(1e-3, gt=0)
+    baseline_momentum: float = Field(0.9, ge=0, lt=1)
+    noise: float = Field(1.0, gt=0)  # 'soft': the spread of the sampled logit
+    warmup: float = Field(0.5, ge=0)  # epochs of each stage trained with equal weights before the policy acts
+    episode: int | None = Field(None, ge=1)  # student steps per policy update; default 1, or 20 for dev_metric
+    dev_limit: int | None = Field(None, ge=1)  # dev examples scored for the 'dev_metric' reward (default: all)
+
+
+class CombineSpec(_Strict):
+    """How the teachers' soft targets combine per example: each example's distillation loss is the weighted sum of
+    its losses against each teacher. mean: 1/K; fixed: the teachers' `weight`s; confidence: softmax over teachers
+    of -(their loss on the gold label) / temperature; rl: the selector's per-example choice."""
+
+    rule: Literal["mean", "fixed", "confidence", "rl"] = "mean"
+    temperature: float = Field(1.0, gt=0)  # 'confidence'
+    selector: SelectorSpec = SelectorSpec()  # 'rl'
+
+
 class GenericTaskSpec(_Strict):
     name: str = "custom"
     format: Literal["csv", "tsv", "jsonl"] | None = None  # None: from the train file's extension
@@ -191,6 +227,8 @@ class Recipe(_Strict):
     name: str
     task: str | GenericTaskSpec
     teacher: str | None = None  # None: train the student on labels alone (fine-tuning, the no-teacher baseline)
+    teachers: list[TeacherSpec] | None = Field(None, min_length=1)  # several teachers instead of one
+    combine: CombineSpec = CombineSpec()  # how several teachers' soft targets combine
     student: StudentSpec
     stages: list[StageSpec] = Field(min_length=1)
     data_dir: str | None = None
@@ -213,20 +251,40 @@ class Recipe(_Strict):
     compile: bool = False  # torch.compile the student
     attention: Literal["sdpa", "eager"] = "sdpa"  # the attention kernel; losses rebuild the maps they need either way
 
+    @property
+    def teacher_list(self) -> list[TeacherSpec]:
+        """Every teacher, named: `teachers`, or the one `teacher` (K = 1), or none."""
+        if self.teacher is not None:
+            return [TeacherSpec(path=self.teacher, name="teacher")]
+        return [t if t.name else t.model_copy(update={"name": f"t{k}"}) for k, t in enumerate(self.teachers or [])]
+
     @model_validator(mode="after")
     def _check(self):
+        if self.teacher is not None and self.teachers is not None:
+            raise ValueError("teachers: set either teacher (one) or teachers (a list), not both")
+        names = [t.name for t in self.teacher_list]
+        if len(set(names)) < len(names):
+            raise ValueError(f"teachers: names must be unique (got {', '.join(names)})")
         for i, stage in enumerate(self.stages):
             needs_teacher = [l.type for l in stage.losses
                              if l.type != "prediction" or (l.alpha > 0)]
-            if needs_teacher and self.teacher is None:
+            if needs_teacher and not self.teacher_list:
                 raise ValueError(f"stages.{i}: losses {', '.join(needs_teacher)} need a teacher (set teacher, "
                                  "or use a prediction loss with alpha: 0)")
+            if len(self.teacher_list) > 1 and (stage.mixup is not None or any(l.type != "prediction"
+                                                                             for l in stage.losses)):
+                raise ValueError(f"stages.{i}: with several teachers only prediction losses are supported "
+                                 "(intermediate-layer losses and mixup need one teacher)")
+            if self.combine.rule in ("confidence", "rl") and (stage.data != "task" or stage.mixup is not None) \
+                    and any(l.type == "prediction" and l.alpha > 0 for l in stage.losses):
+                raise ValueError(f"stages.{i}: combine rule '{self.combine.rule}' weighs teachers by the gold labels, "
+                                 "which supplementary text and mixed inputs lack (use data: task, no mixup)")
         for i, stage in enumerate(self.stages):
             if stage.data != "task" and self.supplementary is None:
                 raise ValueError(f"stages.{i}.data: '{stage.data}' needs a supplementary source (set supplementary)")
-        if self.assistant is not None and self.teacher is None:
-            raise ValueError("assistant: a teacher assistant needs a teacher")
-        if self.student.init == "extract" and self.teacher is None and not self.student.source:
+        if self.assistant is not None and len(self.teacher_list) != 1:
+            raise ValueError("assistant: a teacher assistant needs exactly one teacher")
+        if self.student.init == "extract" and not self.teacher_list and not self.student.source:
             raise ValueError("student: extracting layers needs a teacher or student.source")
         return self
 
@@ -298,6 +356,7 @@ def without_teacher(recipe: Recipe, name: str) -> Recipe:
                 consistency=None)
     student = dict(data["student"])
     if student["init"] != "checkpoint" and not student["source"]:
-        student["source"] = recipe.teacher
-    data.update(name=name, teacher=None, stages=[last], student=student, assistant=None, supplementary=None)
+        student["source"] = recipe.teacher_list[0].path if recipe.teacher_list else None
+    data.update(name=name, teacher=None, teachers=None, stages=[last], student=student, assistant=None,
+                supplementary=None)
     return recipe_from_dict(data, f"{name} (no-teacher baseline)")

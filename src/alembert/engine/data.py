@@ -14,17 +14,21 @@ _FIELDS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class EncodedExamples(Dataset):
-    """Examples encoded by the student's tokenizer and, when its vocabulary differs, the teacher's too."""
+    """Examples encoded by the student's tokenizer and by each teacher's whose vocabulary differs from it.
 
-    def __init__(self, examples: list[Example], tokenizer, max_length: int, teacher_tokenizer=None):
+    `teacher_tokenizers` has one entry per teacher: its tokenizer, or None where the teacher reads the student's
+    tokens. A batch carries teacher k's own tokens under the keys `teacher{k}_input_ids`, ...
+    """
+
+    def __init__(self, examples: list[Example], tokenizer, max_length: int, teacher_tokenizers=()):
         if not examples:
             raise AlembertError("no examples to encode (the split is empty)")
         self.examples = examples
         self.labels = [ex.label for ex in examples]
         self.student = self._encode(tokenizer, max_length)
-        self.teacher = self._encode(teacher_tokenizer, max_length) if teacher_tokenizer is not None else None
+        self.teachers = [self._encode(t, max_length) if t is not None else None for t in teacher_tokenizers]
         self.pad_id = tokenizer.pad_token_id or 0
-        self.teacher_pad_id = (teacher_tokenizer.pad_token_id or 0) if teacher_tokenizer is not None else None
+        self.teacher_pad_ids = [(t.pad_token_id or 0) if t is not None else None for t in teacher_tokenizers]
 
     def _encode(self, tokenizer, max_length):
         first = [ex.text_a for ex in self.examples]
@@ -35,10 +39,19 @@ class EncodedExamples(Dataset):
     def __len__(self):
         return len(self.examples)
 
-    @property
-    def teacher_encodings(self) -> list[dict]:
-        """What the teacher sees: its own encoding when it has one, else the student's."""
-        return self.teacher if self.teacher is not None else self.student
+    def teacher_encodings(self, k: int = 0) -> list[dict]:
+        """What teacher k sees: its own encoding when it has one, else the student's."""
+        own = self.teachers[k] if k < len(self.teachers) else None
+        return own if own is not None else self.student
+
+    def subset(self, indices: list[int]) -> EncodedExamples:
+        """These examples at `indices`, as encoded already."""
+        part = copy.copy(self)
+        part.examples = [self.examples[i] for i in indices]
+        part.labels = [self.labels[i] for i in indices]
+        part.student = [self.student[i] for i in indices]
+        part.teachers = [None if own is None else [own[i] for i in indices] for own in self.teachers]
+        return part
 
     @property
     def lengths(self) -> list[int]:
@@ -46,17 +59,19 @@ class EncodedExamples(Dataset):
 
     def __getitem__(self, i):
         item = {"index": i, "student": self.student[i]}
-        if self.teacher is not None:
-            item["teacher"] = self.teacher[i]
+        for k, encodings in enumerate(self.teachers):
+            if encodings is not None:
+                item[f"teacher{k}"] = encodings[i]
         if self.labels[i] is not None:
             item["labels"] = self.labels[i]
         return item
 
     def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
         batch = _pad([it["student"] for it in items], self.pad_id)
-        if self.teacher is not None:
-            batch.update({f"teacher_{k}": v for k, v in _pad([it["teacher"] for it in items],
-                                                               self.teacher_pad_id).items()})
+        for k, pad_id in enumerate(self.teacher_pad_ids):
+            if pad_id is not None:
+                batch.update({f"teacher{k}_{key}": v for key, v in _pad([it[f"teacher{k}"] for it in items],
+                                                                         pad_id).items()})
         batch["index"] = torch.tensor([it["index"] for it in items])
         if "labels" in items[0]:
             batch["labels"] = torch.tensor([it["labels"] for it in items])
@@ -70,8 +85,8 @@ def join_unlabeled(*parts: EncodedExamples) -> EncodedExamples:
     joined.examples = [ex for part in parts for ex in part.examples]
     joined.labels = [None] * len(joined.examples)
     joined.student = [enc for part in parts for enc in part.student]
-    if parts[0].teacher is not None:
-        joined.teacher = [enc for part in parts for enc in part.teacher]
+    joined.teachers = [None if own is None else [enc for part in parts for enc in part.teachers[k]]
+                       for k, own in enumerate(parts[0].teachers)]
     return joined
 
 
@@ -84,11 +99,12 @@ def _pad(encodings: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def teacher_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The inputs the teacher sees: its own encoding when it has one, else the student's."""
-    if "teacher_input_ids" in batch:
-        return {k[len("teacher_"):]: v for k, v in batch.items() if k.startswith("teacher_")}
-    return batch
+def teacher_view(batch: dict[str, torch.Tensor], k: int = 0) -> dict[str, torch.Tensor]:
+    """The inputs teacher k sees: its own encoding when it has one, else the student's."""
+    prefix = f"teacher{k}_"
+    if prefix + "input_ids" in batch:
+        return {key[len(prefix):]: v for key, v in batch.items() if key.startswith(prefix)}
+    return {key: v for key, v in batch.items() if key in _FIELDS}
 
 
 def make_loader(data: EncodedExamples, batch_size: int, shuffle: bool, seed: int = 0,

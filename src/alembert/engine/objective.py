@@ -101,8 +101,16 @@ class Objective(nn.Module):
     def needs_teacher(self) -> bool:
         return self.needs_teacher_logits or not self.teacher_request.empty
 
-    def forward(self, student: Features, teacher: Features | None, labels: torch.Tensor | None,
-                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, student: Features, teachers: list[Features], labels: torch.Tensor | None,
+                weights: torch.Tensor | None = None, teacher_weights: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted sum of the terms. Several teachers (prediction terms only): teacher_weights (B, K) weigh
+        each example's distillation loss against each; None with one teacher is that teacher alone."""
+        teacher = teachers[0] if teachers else None
+        teacher_logits = None
+        if teacher is not None:
+            teacher_logits = teacher.logits.float() if teacher_weights is None else \
+                torch.stack([t.logits.float() for t in teachers], dim=1)
         total = student.logits.new_zeros((), dtype=torch.float32)
         parts: dict[str, float] = {}
         # token losses average over real tokens only: padding carries no signal, and a teacher's outputs at padded
@@ -110,8 +118,7 @@ class Objective(nn.Module):
         mask = student.attention_mask
         for term in self.terms:
             if term.name == "prediction":
-                value, sub = term.loss(student.logits.float(), teacher.logits.float() if teacher else None,
-                                       labels, weights)
+                value, sub = term.loss(student.logits.float(), teacher_logits, labels, weights, teacher_weights)
                 parts.update(sub)
             else:
                 value = term.compare(student, teacher, term.pairs, mask, weights, term.loss)

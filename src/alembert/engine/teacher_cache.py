@@ -108,10 +108,11 @@ def _sha256(path: Path) -> str:
 
 
 class TeacherCache:
-    """Read side: `features(batch, request)` gives the teacher's Features for a training batch."""
+    """Read side: `features(batch, request)` gives the teacher's Features for a training batch (whose tokens for
+    this teacher are under the keys of its index among the run's teachers)."""
 
-    def __init__(self, path: Path, meta: dict):
-        self.path, self.meta = path, meta
+    def __init__(self, path: Path, meta: dict, teacher_index: int = 0):
+        self.path, self.meta, self.teacher_index = path, meta, teacher_index
         self.lengths = np.load(path / "lengths.npy")
         self.heads = meta["heads"]
         self.token_offsets, self.pair_offsets = _offsets(self.lengths, self.heads)
@@ -122,7 +123,7 @@ class TeacherCache:
         return sum(f.stat().st_size for f in self.path.iterdir())
 
     def features(self, batch: dict[str, torch.Tensor], request: FeatureRequest) -> Features:
-        view = teacher_view(batch)
+        view = teacher_view(batch, self.teacher_index)
         mask = view["attention_mask"]
         index = batch["index"].numpy()
         lengths = self.lengths[index]
@@ -153,7 +154,7 @@ class TeacherCache:
         return torch.from_numpy(out)
 
 
-def open_cache(path: Path, key: str) -> TeacherCache | None:
+def open_cache(path: Path, key: str, teacher_index: int = 0) -> TeacherCache | None:
     """The cache at `path` if it is complete and intact; None (after removing it) if it is corrupt."""
     if not path.exists():
         return None
@@ -165,7 +166,7 @@ def open_cache(path: Path, key: str) -> TeacherCache | None:
             file = path / f"{name}.npy"
             if file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
                 raise ValueError(f"{file.name} does not match its recorded size and checksum")
-        return TeacherCache(path, meta)
+        return TeacherCache(path, meta, teacher_index)
     except (OSError, ValueError, KeyError, TypeError) as err:
         log.warning("teacher cache %s is unusable (%s); rebuilding it", path, err)
         shutil.rmtree(path, ignore_errors=True)
@@ -174,9 +175,9 @@ def open_cache(path: Path, key: str) -> TeacherCache | None:
 
 @torch.no_grad()
 def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: FeatureRequest,
-                autocast=contextlib.nullcontext) -> TeacherCache:
+                autocast=contextlib.nullcontext, teacher_index: int = 0) -> TeacherCache:
     """Run the teacher once over `data` (longest first, little padding) and write its features to `path`."""
-    lengths = np.asarray([len(e["input_ids"]) for e in data.teacher_encodings], dtype=np.int64)
+    lengths = np.asarray([len(e["input_ids"]) for e in data.teacher_encodings(teacher_index)], dtype=np.int64)
     config = teacher.config
     heads, width = config.num_attention_heads, config.hidden_size
     arrays = _layout(request, lengths, config.num_labels, width, heads)
@@ -198,7 +199,7 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
                 items = [data[int(i)] for i in order[start:start + BUILD_BATCH]]
                 batch = {k: v.to(device) for k, v in data.collate(items).items()}
                 with autocast():
-                    feats = tap.run(teacher_view(batch))
+                    feats = tap.run(teacher_view(batch, teacher_index))
                 _write(stores, feats, batch["index"].cpu().numpy(), lengths, token_offsets, pair_offsets, heads)
         for store in stores.values():
             store.flush()
@@ -217,7 +218,7 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
         try:
             work.rename(path)
         except OSError:  # another process built the same cache meanwhile: theirs is as good, keep it
-            theirs = open_cache(path, key)
+            theirs = open_cache(path, key, teacher_index)
             if theirs is None:
                 raise
             shutil.rmtree(work, ignore_errors=True)
@@ -225,7 +226,7 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return TeacherCache(path, meta)
+    return TeacherCache(path, meta, teacher_index)
 
 
 def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets, heads) -> None:
@@ -253,18 +254,19 @@ def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets,
 
 
 def prepare_cache(root: Path, teacher, data: EncodedExamples, max_length: int, request: FeatureRequest,
-                  precision: str, build: bool, autocast=contextlib.nullcontext) -> tuple[TeacherCache | None, CacheInfo]:
+                  precision: str, build: bool, autocast=contextlib.nullcontext, teacher_index: int = 0
+                  ) -> tuple[TeacherCache | None, CacheInfo]:
     """Open the matching cache, or build it when `build`; (None, why) when the teacher must run live."""
     start = time.perf_counter()
-    key = cache_key(teacher, data.teacher_encodings, max_length, request, precision)
+    key = cache_key(teacher, data.teacher_encodings(teacher_index), max_length, request, precision)
     path = root / key
-    cache = open_cache(path, key)
+    cache = open_cache(path, key, teacher_index)
     if cache is not None:
         return cache, CacheInfo(str(path), cache.nbytes, reused=True, build_seconds=time.perf_counter() - start)
     if not build:
         return None, CacheInfo(None, enabled=False, reason="the teacher sees each input only once")
     try:
-        cache = build_cache(path, key, teacher, data, request, autocast)
+        cache = build_cache(path, key, teacher, data, request, autocast, teacher_index)
     except CacheUnusable as err:
         log.warning("teacher-output cache off: %s; the teacher runs live", err)
         return None, CacheInfo(None, enabled=False, reason=str(err))

@@ -16,10 +16,12 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from alembert.engine.combine import TeacherCombination
 from alembert.engine.controllers import Controller
 from alembert.engine.data import EncodedExamples, join_unlabeled, make_loader, teacher_view
 from alembert.engine.logger import RunLogger
 from alembert.engine.mixup import MixUp
+from alembert.engine.rl_kd import RLTeacherSelector
 from alembert.engine.objective import Objective
 from alembert.engine.teacher_cache import CacheInfo, default_cache_root, prepare_cache
 from alembert.evaluation.scoring import score
@@ -41,13 +43,17 @@ class TrainResult:
     train_seconds: float = 0.0  # in training steps only: no evaluation, no cache build
     cache_build_seconds: float = 0.0
     examples_seen: int = 0
-    teacher_cache: dict = field(default_factory=dict)  # the cache of the task's training set
+    teacher_cache: dict = field(default_factory=dict)  # the (first) teacher's cache of the task's training set
+    teacher_caches: list[dict] = field(default_factory=list)  # each teacher's, in order
     supplementary_cache: dict | None = None  # per other dataset a stage trains on ('task+supplementary', ...)
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, task: Task, student, teacher, train: EncodedExamples, dev: EncodedExamples,
-                 logger: RunLogger, controllers: list[Controller] = (), supplementary: EncodedExamples | None = None):
+    """`teachers`: the frozen teachers, in the order of the recipe's teacher_list (empty: labels alone)."""
+
+    def __init__(self, recipe: Recipe, task: Task, student, teachers: list, train: EncodedExamples,
+                 dev: EncodedExamples, logger: RunLogger, controllers: list[Controller] = (),
+                 supplementary: EncodedExamples | None = None):
         self.recipe, self.task, self.train_data, self.dev_data = recipe, task, train, dev
         self.datasets = {"task": train}  # what each stage's `data` names
         if supplementary is not None:
@@ -60,13 +66,17 @@ class Trainer:
         self.autocast = functools.partial(torch.autocast, self.accelerator.device.type, dtype=torch.bfloat16,
                                 enabled=recipe.precision == "bf16")
         self.student = student
-        self.teacher = teacher
-        for model in (student, teacher):  # hooks rebuild attention maps from Q and K, so any kernel will do
-            if model is not None and hasattr(model, "set_attn_implementation"):
+        self.teachers = [t.eval().requires_grad_(False).to(self.accelerator.device) for t in teachers]  # frozen
+        self.teacher_names = [t.name for t in recipe.teacher_list][:len(self.teachers)]
+        for model in [student, *self.teachers]:  # hooks rebuild attention maps from Q and K, so any kernel will do
+            if hasattr(model, "set_attn_implementation"):
                 model.set_attn_implementation(recipe.attention)
-        if teacher is not None:
-            teacher.eval().requires_grad_(False)  # teachers are frozen
-            self.teacher = teacher.to(self.accelerator.device)
+        self.combination = TeacherCombination(recipe.combine, recipe.teacher_list, task.is_regression)
+        self.selector = None  # RL-KD's learned teacher selector, a controller of the loop
+        if recipe.combine.rule == "rl" and self.teachers:
+            self.selector = RLTeacherSelector(recipe.combine.selector, self.teacher_names, task, find_layout(student),
+                                              recipe.seed)
+            self.controllers.append(self.selector)
         self.result = TrainResult()
         self._best_state = None
 
@@ -74,16 +84,18 @@ class Trainer:
         set_seed(self.recipe.seed)
         start = time.perf_counter()
         student_layout = find_layout(self.student)
-        teacher_layout = find_layout(self.teacher) if self.teacher is not None else None
+        teacher_layout = find_layout(self.teachers[0]) if self.teachers else None
         objectives = [Objective(stage, student_layout, teacher_layout, self.task.is_regression)
                       for stage in self.recipe.stages]
-        self.caches, infos = {}, {}
+        self.caches, infos = {}, {}  # by (data name, teacher index)
         for name in self.datasets:
-            self.caches[name], infos[name] = self._teacher_cache(name, objectives)
-        self.result.teacher_cache = asdict(infos["task"])
+            for k in range(max(1, len(self.teachers))):
+                self.caches[name, k], infos[name, k] = self._teacher_cache(name, objectives, k)
+        self.result.teacher_cache = asdict(infos["task", 0])
+        self.result.teacher_caches = [asdict(infos["task", k]) for k in range(len(self.teachers))]
         used = sorted({stage.data for stage in self.recipe.stages} - {"task"})
         if used:
-            self.result.supplementary_cache = {name: asdict(infos[name]) for name in used}
+            self.result.supplementary_cache = {name: asdict(infos[name, 0]) for name in used}
         self.result.cache_build_seconds = sum(info.build_seconds for info in infos.values())
         if self.recipe.compile:  # in place: the module, its hooks and its state_dict keys stay as they are
             self.student.compile(dynamic=True)
@@ -96,8 +108,8 @@ class Trainer:
         self.result.seconds = time.perf_counter() - start
         return self.result
 
-    def _teacher_cache(self, data_name: str, objectives: list[Objective]):
-        """The teacher-output cache of one dataset, where it is safe: no controller rewrites inputs, the stage
+    def _teacher_cache(self, data_name: str, objectives: list[Objective], k: int):
+        """Teacher k's output cache of one dataset, where it is safe: no controller rewrites inputs, the stage
         does not mix them, and it needs the teacher. Built when the teacher would see the data more than once;
         reused whenever it exists."""
         on_data = [(stage, o) for stage, o in zip(self.recipe.stages, objectives)
@@ -114,8 +126,8 @@ class Trainer:
         request = functools.reduce(operator.or_, (o.teacher_request for _, o in users))  # one cache for all stages
         root = Path(self.recipe.cache_dir) if self.recipe.cache_dir else default_cache_root()
         passes = sum(stage.epochs for stage, _ in users)
-        return prepare_cache(root, self.teacher, self.datasets[data_name], self.recipe.max_length, request,
-                             self.recipe.precision, build=passes > 1, autocast=self.autocast)
+        return prepare_cache(root, self.teachers[k], self.datasets[data_name], self.recipe.max_length, request,
+                             self.recipe.precision, build=passes > 1, autocast=self.autocast, teacher_index=k)
 
     def _run_stage(self, index: int, stage: StageSpec, objective: Objective) -> None:
         acc = self.accelerator
@@ -135,14 +147,19 @@ class Trainer:
         student, objective, optimizer = acc.prepare(self.student, objective, optimizer)
         evaluate = stage.evaluate if stage.evaluate is not None else stage.trains_logits
         eval_every = stage.eval_every or math.ceil(len(loader) / stage.grad_accum)
-        student_tap = FeatureTap(student, objective.student_request)
-        cache = self.caches[stage.data] if stage.mixup is None else None
-        live_teacher = objective.needs_teacher and cache is None
-        teacher_tap = FeatureTap(self.teacher, objective.teacher_request) if live_teacher else None
+        student_request = objective.student_request
+        for c in self.controllers:
+            student_request |= c.student_request(find_layout(student))
+        student_tap = FeatureTap(student, student_request)
+        teachers = self.teachers if objective.needs_teacher else []
+        caches = [self.caches[stage.data, k] if stage.mixup is None else None for k in range(len(teachers))]
+        teacher_taps = [FeatureTap(t, objective.teacher_request) if cache is None else None
+                        for t, cache in zip(teachers, caches)]
         mixup = MixUp(stage.mixup.alpha, self.recipe.seed + index) if stage.mixup else None
-        mixed_models = [student] + ([self.teacher] if live_teacher else [])
+        mixed_models = [student] + [t for t, tap in zip(teachers, teacher_taps) if tap is not None]
         consistency = stage.consistency
         consistency_terms = objective.consistency_terms(consistency.released_script) if consistency else []
+        self.steps_per_epoch = len(loader)  # micro-batches; controllers read it at the stage's start
         for c in self.controllers:
             c.on_stage_start(stage, self)
 
@@ -156,9 +173,8 @@ class Trainer:
                         break
                     for c in self.controllers:
                         batch = c.on_batch(batch, self)
-                    t_feats = None
-                    if objective.needs_teacher and cache is not None:
-                        t_feats = cache.features(batch, objective.teacher_request).to(acc.device)
+                    t_feats = [cache.features(batch, objective.teacher_request).to(acc.device) if cache else None
+                               for cache in caches]
                     batch = {k: v.to(acc.device) for k, v in batch.items()}
                     student.train()
                     with acc.accumulate(student), self.autocast():
@@ -166,11 +182,16 @@ class Trainer:
                         inputs = mixup.mixed_batch(batch) if mixup else batch
                         with mixup.mixing(mixed_models, lam) if mixup else nullcontext():
                             s_feats = student_tap.run(inputs)
-                            if teacher_tap is not None:
-                                with torch.no_grad():
-                                    t_feats = teacher_tap.run(teacher_view(inputs))
+                            with torch.no_grad():
+                                for k, tap in enumerate(teacher_taps):
+                                    if tap is not None:
+                                        t_feats[k] = tap.run(teacher_view(inputs, k))
                         weights = self._example_weights(batch, s_feats, t_feats)
-                        loss, parts = objective(s_feats, t_feats, batch.get("labels"), weights)
+                        teacher_weights = self._teacher_weights(batch, s_feats, t_feats, objective)
+                        loss, parts = objective(s_feats, t_feats, batch.get("labels"), weights, teacher_weights)
+                        if teacher_weights is not None:  # each teacher's mean share: the report plots them
+                            parts.update({f"weight/{name}": float(w) for name, w in
+                                          zip(self.teacher_names, teacher_weights.mean(dim=0))})
                         # CR-ILD's ramp: the weight grows linearly with the 0-based epoch, so it is 0 in the first
                         ramp = (micro // len(loader)) / math.ceil(stage.epochs) if consistency and consistency.ramp \
                             else 1.0
@@ -205,9 +226,9 @@ class Trainer:
         finally:
             self.result.train_seconds += time.perf_counter() - stage_start - self._eval_seconds
             bar.close()
-            student_tap.close()
-            if teacher_tap is not None:
-                teacher_tap.close()
+            for tap in [student_tap, *teacher_taps]:
+                if tap is not None:
+                    tap.close()
         self.student = acc.unwrap_model(student)
         for c in self.controllers:
             c.on_stage_end(stage, self)
@@ -231,6 +252,19 @@ class Trainer:
             if weights is not None:
                 return weights
         return None
+
+    def _teacher_weights(self, batch, student_features, teacher_features, objective) -> torch.Tensor | None:
+        """(B, K) per-example teacher weights: a controller's (the RL selector), else the recipe's rule. None where
+        the stage distils no logits, or one teacher under rule mean or fixed (it simply counts in full)."""
+        if not (objective.needs_teacher_logits and teacher_features):
+            return None
+        for c in self.controllers:
+            weights = c.teacher_weights(batch, student_features, teacher_features, self)
+            if weights is not None:
+                return weights
+        if len(teacher_features) == 1 and self.combination.rule in ("mean", "fixed"):
+            return None
+        return self.combination(torch.stack([f.logits for f in teacher_features], dim=1), batch.get("labels"))
 
     def _evaluate(self, stage: StageSpec, step: int) -> float:
         start = time.perf_counter()

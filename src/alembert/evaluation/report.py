@@ -16,13 +16,19 @@ def retained(student: float, teacher: float) -> float | None:
     return 100.0 * student / teacher if teacher else None
 
 
+def best_teacher(rows: list[dict], metric: str) -> dict | None:
+    """The teacher the student is compared with: the one teacher, or the best-scoring of several."""
+    teachers = [r for r in rows if r["name"] == "teacher" or r["name"].startswith("teacher:")]
+    return max(teachers, key=lambda r: r["metrics"][metric], default=None)
+
+
 def plot_losses(logger: RunLogger, path: Path) -> None:
     stages = list(dict.fromkeys(r["stage"] for r in logger.rows))
     fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
     for ax, stage in zip(axes[0], stages):
         keys = sorted({r["key"] for r in logger.rows if r["stage"] == stage} - {"lr"})
         for key in keys:
-            if key.startswith("dev_"):
+            if key.startswith("dev_") or "/" in key:  # teacher weights and policy statistics are plotted apart
                 continue
             steps, values = logger.series(stage, key)
             ax.plot(steps, values, label=key)
@@ -35,13 +41,34 @@ def plot_losses(logger: RunLogger, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_teacher_weights(logger: RunLogger, path: Path) -> bool:
+    """Each teacher's mean weight (and, under RL-KD, selection rate) per logged step; False if none was logged."""
+    stages = list(dict.fromkeys(r["stage"] for r in logger.rows if r["key"].startswith(("weight/", "select/"))))
+    if not stages:
+        return False
+    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.5), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        for key in sorted({r["key"] for r in logger.rows if r["stage"] == stage
+                           and r["key"].startswith(("weight/", "select/"))}):
+            ax.plot(*logger.series(stage, key), marker="o", markersize=3, label=key)
+        ax.set_title(f"stage {stage}: teachers")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def plot_comparison(rows: list[dict], metric: str, path: Path) -> None:
     """Bars of the task metric and batch-1 latency for teacher and student."""
     names = [r["name"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.bar(names, [r["metrics"][metric] for r in rows], color=["#888", "#2a7"][: len(rows)])
+    colors = ["#2a7" if name == "student" else "#888" for name in names]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9, 1.5 * len(rows) + 4), 3.5))
+    left.bar(names, [r["metrics"][metric] for r in rows], color=colors)
     left.set_title(f"dev {metric}")
-    right.bar(names, [r["speed"]["latency_ms_b1"] for r in rows], color=["#888", "#2a7"][: len(rows)])
+    right.bar(names, [r["speed"]["latency_ms_b1"] for r in rows], color=colors)
     right.set_title("latency, batch 1 (ms)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -49,7 +76,7 @@ def plot_comparison(rows: list[dict], metric: str, path: Path) -> None:
 
 
 def comparison_table(rows: list[dict], metric: str) -> str:
-    teacher = next((r for r in rows if r["name"] == "teacher"), None)
+    teacher = best_teacher(rows, metric)
     lines = [f"| model | dev {metric} | parameters | latency b1 (ms) | latency b32 (ms) | % of teacher |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -64,8 +91,10 @@ def write_report(out: Path, report: dict, logger: RunLogger) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     metric = report["task"]["main_metric"]
     plot_losses(logger, out / "losses.png")
+    teachers = ", ".join(f"`{t['path']}`" for t in report["teachers"]) + f" (combined: {report['combine']})" \
+        if report.get("teachers") else f"`{report['teacher'] or 'none'}`"
     md = [f"# {report['name']}", "",
-          f"Task **{report['task']['name']}**; teacher `{report['teacher'] or 'none'}`; "
+          f"Task **{report['task']['name']}**; teacher {teachers}; "
           f"student `{report['student']['init']}`; seed {report['seed']}; "
           f"{report['data']['train_examples']} training and {report['data']['dev_examples']} dev examples.", ""]
     rows = report["models"]
@@ -83,18 +112,24 @@ def write_report(out: Path, report: dict, logger: RunLogger) -> None:
            f"{report['training']['best_step']} of stage {report['training']['best_stage']}; "
            f"{report['training']['seconds']:.0f} s.", "", "![loss terms per stage](losses.png)", "",
            "Every logged value: `metrics.csv`; TensorBoard: `tensorboard --logdir tensorboard`.", ""]
+    if plot_teacher_weights(logger, out / "teachers.png"):
+        md += ["## Teachers", "", "Each teacher's mean weight in the distillation loss per logged step"
+               + (" and, under RL-KD, its selection rate" if report.get("teacher_selection") else "") + ".", "",
+               "![teacher weights](teachers.png)", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
 
 def write_model_card(student_dir: Path, report: dict) -> None:
     metric = report["task"]["main_metric"]
     student = next(r for r in report["models"] if r["name"] == "student")
-    teacher = next((r for r in report["models"] if r["name"] == "teacher"), None)
+    teacher = best_teacher(report["models"], metric)
     methods = "; ".join(f"{s['name']}: " + ", ".join(s["losses"]) for s in report["stages"])
     lines = [
         "---", "library_name: transformers", "pipeline_tag: text-classification", "tags: [alembert, distillation]",
         "---", "", f"# {report['name']}", "",
         f"Student distilled by alembert from teacher `{report['teacher']}`." if report["teacher"]
+        else f"Student distilled by alembert from teachers {', '.join(t['path'] for t in report['teachers'])} "
+             f"(combined: {report['combine']})." if report.get("teachers")
         else "Fine-tuned by alembert without a teacher.", "",
         f"- **Method**: {methods}",
         f"- **Data**: task `{report['task']['name']}`, {report['data']['train_examples']} training examples "

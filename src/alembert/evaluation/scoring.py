@@ -19,16 +19,15 @@ def score_with(run, data: EncodedExamples, task: Task, batch_size: int = 128) ->
 
 
 @torch.no_grad()
-def predict(model, data: EncodedExamples, batch_size: int = 128, use_teacher_encoding: bool = False) -> np.ndarray:
+def predict(model, data: EncodedExamples, batch_size: int = 128) -> np.ndarray:
     """The model's logits for every example, in order."""
     model.eval()
     device = next(model.parameters()).device
     takes_types = takes_token_types(model)
-    prefix = "teacher_" if use_teacher_encoding else ""
 
     def run(batch):
-        inputs = {k: batch[prefix + k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")
-                  if prefix + k in batch and (k != "token_type_ids" or takes_types)}
+        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")
+                  if k in batch and (k != "token_type_ids" or takes_types)}
         return model(**inputs).logits.float().cpu().numpy()
 
     return logits_of(run, data, batch_size)

@@ -34,6 +34,10 @@ class KDLoss(nn.Module):
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        return self.reduce(self.per_example(student_logits, teacher_logits), weights)
+
+    def per_example(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Each example's loss, (B,), before the example weights and tau^2."""
         check_same_shape(student_logits, teacher_logits, "KDLoss", "logits")
         tau = self.temperature
         log_p_s = F.log_softmax(student_logits / tau, dim=-1)
@@ -49,8 +53,11 @@ class KDLoss(nn.Module):
             per_example = per_example.flatten(1).mean(dim=1)
         if self.average_classes:
             per_example = per_example / student_logits.shape[-1]
+        return per_example
+
+    def reduce(self, per_example: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         loss = weighted_mean(per_example, weights, "KDLoss")
-        return loss * tau * tau if self.tau_squared else loss
+        return loss * self.temperature ** 2 if self.tau_squared else loss
 
 
 class HardLabelCE(nn.Module):
@@ -72,9 +79,14 @@ class LogitMSE(nn.Module):
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        return self.reduce(self.per_example(student_logits, teacher_logits), weights)
+
+    def per_example(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         check_same_shape(student_logits, teacher_logits, "LogitMSE", "logits")
         diff = (student_logits - teacher_logits.detach()) / self.temperature
-        per_example = diff.pow(2).reshape(diff.shape[0], -1).mean(dim=1)
+        return diff.pow(2).reshape(diff.shape[0], -1).mean(dim=1)
+
+    def reduce(self, per_example: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         return weighted_mean(per_example, weights, "LogitMSE")
 
 
@@ -102,6 +114,9 @@ class PredictionLoss(nn.Module):
     ``kind='mse'`` on classification: HardLabelCE + LogitMSE, parts ``'ce'`` and ``'logit_mse'``.
     A term whose coefficient is 0 is skipped (so teacher_logits may be None when alpha == 0 and
     labels may be None when alpha == 1) and is absent from the parts dict.
+
+    Several teachers: teacher_logits (B, K, C) with teacher_weights (B, K); each example's distillation loss is
+    sum_k w_k * loss(student, teacher k), so an example whose weights are all 0 learns from no teacher.
     """
 
     def __init__(self, alpha: float = 0.5, temperature: float = 1.0, kind: str = "kl",
@@ -125,8 +140,8 @@ class PredictionLoss(nn.Module):
             self.hard_name, self.distill_name = "ce", "kd"
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
-                labels: torch.Tensor | None, weights: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+                labels: torch.Tensor | None, weights: torch.Tensor | None = None,
+                teacher_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         total = student_logits.new_zeros(())
         parts: dict[str, float] = {}
         if self.alpha < 1:
@@ -142,7 +157,17 @@ class PredictionLoss(nn.Module):
                 raise AlembertError(
                     f"PredictionLoss: teacher_logits are needed when alpha > 0 (alpha={self.alpha})"
                 )
-            distill = self.distill(student_logits, teacher_logits, weights)
+            distill = self._distill(student_logits, teacher_logits, weights, teacher_weights)
             total = total + self.alpha * distill
             parts[self.distill_name] = float(distill.detach())
         return total, parts
+
+    def _distill(self, student_logits, teacher_logits, weights, teacher_weights) -> torch.Tensor:
+        if teacher_weights is None:
+            return self.distill(student_logits, teacher_logits, weights)
+        if teacher_logits.dim() != 3 or teacher_weights.shape != teacher_logits.shape[:2]:
+            raise AlembertError(f"PredictionLoss: teacher_weights {tuple(teacher_weights.shape)} must be (B, K) for "
+                                f"teacher_logits (B, K, C) {tuple(teacher_logits.shape)}")
+        per_teacher = torch.stack([self.distill.per_example(student_logits, teacher_logits[:, k])
+                                   for k in range(teacher_logits.shape[1])], dim=1)
+        return self.distill.reduce((per_teacher * teacher_weights.to(per_teacher.dtype)).sum(dim=1), weights)
