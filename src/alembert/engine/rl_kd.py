@@ -1,0 +1,171 @@
+"""RL-KD (Yuan et al., AAAI 2021) on the training loop: a learned policy picks, per example, the teachers the student
+distils from; the student and the policy take turns.
+
+Our reconstruction (the paper's exact state and rewards are not verified; see docs/ARCHITECTURE.md):
+- state of (example j, teacher k): the student's final [CLS] vector, teacher k's probabilities, its loss on the
+  gold label, and its divergence from the student (`combine.selector.state` picks among them);
+- action: select each teacher (Bernoulli) or weigh it (a sampled sigmoid); the selected teachers share the
+  example's distillation weight equally (soft: in proportion);
+- warm-up: the stage's first `warmup` epochs train with equal weights, the policy idle;
+- reward, after the student's update on the batch (every `episode` steps, one policy step):
+  student_loss: the drop of the student's loss on the gold labels of the batch;
+  distill_loss: the drop of its mean divergence from all teachers on the batch;
+  dev_metric: the change of the dev metric over the episode.
+  The batch's loss before the update does not depend on the action, so subtracting it keeps the gradient
+  unbiased and removes the batch's own difficulty from the reward; a moving average baselines the rest.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from alembert.engine.controllers import Controller
+from alembert.engine.teacher_selector import Reinforce, SelectionPolicy, selection_states, state_size
+from alembert.evaluation.scoring import score
+from alembert.models.features import FeatureRequest
+from alembert.models.layout import Layout, takes_token_types
+from alembert.recipe import SelectorSpec
+
+LOG_EVERY = 10
+DEV_METRIC_EPISODE = 20
+
+
+class RLTeacherSelector(Controller):
+    def __init__(self, spec: SelectorSpec, teacher_names: list[str], task, student_layout: Layout, seed: int):
+        self.spec, self.names, self.task = spec, list(teacher_names), task
+        self.regression = task.is_regression
+        self.layer = student_layout.num_layers
+        size = state_size(spec.state, student_layout.hidden_size, task.num_labels, self.regression)
+        with torch.random.fork_rng():  # the policy's initial weights, without touching the student's randomness
+            torch.manual_seed(seed)
+            self.policy = SelectionPolicy(size, spec.hidden)
+        self.learner = Reinforce(self.policy, spec.action, spec.lr, spec.baseline_momentum, spec.noise, seed)
+        self.episode = spec.episode or (DEV_METRIC_EPISODE if spec.reward == "dev_metric" else 1)
+        self.seed = seed
+        self.summary: dict[str, dict] = {}  # per stage: selection rates, policy updates, warm-up
+        self.active = False
+
+    def student_request(self, layout: Layout) -> FeatureRequest:
+        return FeatureRequest(hidden=frozenset({layout.num_layers}))  # the [CLS] vector of the state
+
+    def on_stage_start(self, stage, trainer) -> None:
+        self.active = any(loss.type == "prediction" and loss.alpha > 0 for loss in stage.losses)
+        self.stage = stage.name
+        self.warmup = round(self.spec.warmup * trainer.steps_per_epoch)
+        self.calls, self.updates, self.step = 0, 0, 0
+        self.waiting: list[tuple[dict, torch.Tensor, float]] = []  # acted batches awaiting their reward
+        self.rewards: list[float] = []  # the current episode's rewards, one per acted batch
+        self.rates: list[torch.Tensor] = []  # selection rates per act since the last log
+        self.stage_rates: list[torch.Tensor] = []
+        self.stats: list[dict] = []
+        self.dev_before = None
+        if self.spec.reward == "dev_metric":
+            dev = trainer.dev_data
+            n = self.spec.dev_limit
+            self.dev = dev if n is None or n >= len(dev) else dev.subset(
+                sorted(random.Random(self.seed).sample(range(len(dev)), n)))
+
+    def teacher_weights(self, batch, student_features, teacher_features, trainer) -> torch.Tensor | None:
+        if not self.active:
+            return None
+        self.calls += 1
+        size, k = student_features.logits.shape[0], len(teacher_features)
+        if self.calls <= self.warmup:
+            return student_features.logits.new_full((size, k), 1.0 / k).float()
+        if self.spec.reward == "dev_metric" and self.dev_before is None:  # where the first episode starts from
+            self.dev_before = self._dev_metric(trainer)
+        teacher_logits = torch.stack([f.logits.float() for f in teacher_features], dim=1).detach()
+        labels = batch.get("labels")
+        states = selection_states(student_features.hidden[self.layer][:, 0], teacher_logits,
+                                  student_features.logits.detach().float(), labels, self.regression, self.spec.state)
+        weights, rates = self.learner.act(states)
+        self.rates.append(rates)
+        self.stage_rates.append(rates)
+        if self.spec.reward != "dev_metric":
+            before = self._batch_loss(student_features.logits.detach().float(), teacher_logits, labels)
+            self.waiting.append((batch, teacher_logits, before))
+        return weights.to(student_features.logits.device)
+
+    def on_step_end(self, step: int, losses: dict[str, float], trainer) -> None:
+        if not self.active:
+            return
+        if self.spec.reward == "dev_metric":
+            if self.learner.pending >= self.episode:
+                metric = self._dev_metric(trainer)
+                self.stats.append(self.learner.end_episode(metric - self.dev_before))
+                self.dev_before = metric
+        elif self.waiting:
+            with torch.no_grad():
+                trainer.student.eval()
+                for batch, teacher_logits, before in self.waiting:
+                    after = self._batch_loss(self._logits(trainer.student, batch), teacher_logits, batch.get("labels"))
+                    self.rewards.append(before - after)
+                trainer.student.train()
+            self.waiting = []
+            if self.learner.pending >= self.episode:
+                self.stats.append(self.learner.end_episode(self.rewards))
+                self.rewards = []
+        self.step = step
+        if step % LOG_EVERY == 0 and (self.rates or self.stats):
+            self._log(trainer, step)
+
+    def on_stage_end(self, stage, trainer) -> None:
+        if not self.active:
+            return
+        self.learner.discard_episode()  # a partial episode has no complete reward
+        self.waiting, self.rewards = [], []
+        if self.rates or self.stats:  # what the last LOG_EVERY steps left unlogged
+            self._log(trainer, self.step)
+        rates = torch.stack(self.stage_rates).mean(dim=0).tolist() if self.stage_rates else None
+        self.summary[stage.name] = {
+            "warmup_steps": min(self.warmup, self.calls), "episodes": self.updates,
+            "selection_rate": dict(zip(self.names, rates)) if rates else None,
+            "reward": self.spec.reward, "action": self.spec.action}
+        self.active = False
+
+    def _log(self, trainer, step: int) -> None:
+        values = {}
+        if self.rates:
+            values.update({f"select/{name}": float(r) for name, r in
+                           zip(self.names, torch.stack(self.rates).mean(dim=0))})
+        for key in ("reward", "baseline", "advantage"):
+            if self.stats:
+                values[f"policy/{key}"] = sum(s[key] for s in self.stats) / len(self.stats)
+        self.updates += len(self.stats)
+        self.rates, self.stats = [], []
+        trainer.logger.log(self.stage, step, values)
+
+    def _batch_loss(self, student_logits, teacher_logits, labels) -> float:
+        """The quantity the reward watches fall: the loss on the gold labels, or the divergence from the teachers."""
+        if self.spec.reward == "student_loss":
+            if self.regression:
+                return float(F.mse_loss(student_logits.squeeze(-1), labels.float()))
+            return float(F.cross_entropy(student_logits, labels.long()))
+        if self.regression:
+            return float((student_logits[:, None] - teacher_logits).pow(2).mean())
+        log_p_s = F.log_softmax(student_logits, dim=-1)[:, None].expand_as(teacher_logits)
+        log_p_t = F.log_softmax(teacher_logits, dim=-1)
+        return float(F.kl_div(log_p_s, log_p_t, log_target=True, reduction="none").sum(-1).mean())
+
+    @staticmethod
+    def _logits(model, batch) -> torch.Tensor:
+        keep = ("input_ids", "attention_mask") + (("token_type_ids",) if takes_token_types(model) else ())
+        return model(**{k: v for k, v in batch.items() if k in keep}).logits.float()
+
+    def _dev_metric(self, trainer) -> float:
+        metrics = score(trainer.student, self.dev, self.task, trainer.recipe.eval_batch_size)
+        trainer.student.train()
+        return metrics[self.task.main_metric]
+
+    def save(self, directory: Path) -> None:
+        """The policy's weights (safetensors) and what it needs to be rebuilt and read: state, action, teachers."""
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.policy.state_dict().items()}, directory / "policy.safetensors")
+        (directory / "selector.json").write_text(json.dumps({
+            "teachers": self.names, "selector": self.spec.model_dump(), "student_layer": self.layer,
+            "state_size": self.policy.state_size, "summary": self.summary}, indent=2) + "\n", encoding="utf-8")
