@@ -1,4 +1,4 @@
-"""alembert's command line: finetune, distill, eval, demo, export, bench, pareto.
+"""alembert's command line: finetune, distill, pool, eval, demo, export, bench, pareto.
 Bad input: one line on stderr, exit code 2."""
 from __future__ import annotations
 
@@ -48,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
                     help="override a recipe key by its dotted path, e.g. --set stages.0.lr=3e-5 (repeatable)")
     ds.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
     ds.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+
+    pl = sub.add_parser("pool", parents=[common],
+                        help="fine-tune a pool of teachers of distinct quality from one base (YAML)")
+    pl.add_argument("pool", help="pool file, e.g. recipes/teacher_pool.yaml")
+    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a pool key by its dotted path, e.g. --set teachers.0.epochs=1 (repeatable)")
+    pl.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
+    pl.add_argument("--overwrite", action="store_true",
+                    help="retrain every teacher (default: reuse teachers whose run finished)")
 
     ev = sub.add_parser("eval", parents=[common],
                         help="score a checkpoint on a task's split")
@@ -176,6 +185,8 @@ def _run(args) -> int:
         overrides = list(args.overrides) + ([f"data_dir={data_dir}"] if args.data_dir else [])
         run = api.distill(args.recipe, overrides, overwrite=args.overwrite)
         _print_run(run)
+    elif args.command == "pool":
+        _run_pool(args)
     elif args.command == "eval":
         print(json.dumps(api.evaluate(args.model, args.task, args.split, data_dir, args.max_length, args.limit,
                                       speed=args.speed), indent=2))
@@ -184,6 +195,21 @@ def _run(args) -> int:
 
         run_demo(data_dir, args.output_dir, args.train_limit, args.overwrite)
     return 0
+
+
+def _run_pool(args) -> None:
+    from alembert.pool import build_pool, teachers_block
+
+    overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
+    pool = build_pool(args.pool, overrides, overwrite=args.overwrite,
+                      log=lambda message: print(message, file=sys.stderr, flush=True))
+    metric = pool["main_metric"]
+    print(f"| teacher | layers | parameters | dev {metric} |\n|---|---:|---:|---:|")
+    for t in pool["teachers"]:
+        print(f"| {t['name']} | {t['layers']} | {t['parameters'] / 1e6:.1f}M | {t['dev_main_metric']:.2f} |")
+    print(f"\nAdd to a distillation recipe:\n{teachers_block(pool)}")
+    pool_dir = os.path.dirname(os.path.dirname(pool["teachers"][0]["path"]))  # <pool>/<teacher>/student
+    print(f"\npool: {os.path.join(pool_dir, 'pool.json')}")
 
 
 def _print_run(run) -> None:
