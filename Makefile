@@ -6,7 +6,7 @@ PYTHON ?= python3
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast demo benchmark benchmark-ild benchmark-speed clean
+.PHONY: install test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ benchmark: install
 # the intermediate-layer family and CR-ILD: 7 methods x 6 datasets x 3 seeds, two single-thread runs at a time
 benchmark-ild: install
 	$(PY) benchmarks/ild_family.py
+
+# several teachers and RL-KD: a teacher pool per task, 7 students x 3 tasks x 3 seeds, two runs at a time
+benchmark-multi: install
+	$(PY) benchmarks/multi_teacher.py
 
 # training throughput against TextBrewer, the engine's options, and inference of the SST-2 teacher and student
 # that `make benchmark` trained (benchmarks/RESULTS.md)

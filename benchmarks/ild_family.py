@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _parallel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -80,15 +81,7 @@ def train_student(dataset: str, method: str, seed: int) -> None:
 
 
 def run_job(job: str) -> tuple[str, float, int]:
-    """One run in a fresh single-threaded process (two run side by side on two cores)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
-    start = time.time()
-    log = RUNS / "logs" / f"{job.replace(':', '_')}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        code = subprocess.call([sys.executable, __file__, "--job", job], env=env, stdout=out, stderr=subprocess.STDOUT)
-    return job, time.time() - start, code
+    return _parallel.run_job(__file__, job, RUNS / "logs")
 
 
 def metric_of(dataset: str, method: str, seed: int) -> dict | None:
@@ -116,9 +109,7 @@ def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
             rows[method] = {"values": [r["metrics"][main] for r in runs],
                             "seconds": [r["seconds"] for r in runs]}
         for row in rows.values():
-            values = row["values"]
-            row.update(n=len(values), mean=statistics.mean(values) if values else None,
-                       std=statistics.stdev(values) if len(values) > 1 else 0.0)
+            row.update(_parallel.spread(row["values"]))
         results[dataset] = {"metric": main, "rows": rows}
     names = list(results)
     lines = ["| method | " + " | ".join(f"{d} ({results[d]['metric']})" for d in names) + " | average |",
@@ -127,13 +118,9 @@ def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
         cells, means = [], []
         for d in names:
             row = results[d]["rows"][method]
-            if row["mean"] is None:
-                cells.append("–")
-                continue
-            means.append(row["mean"])
-            spread = f" ± {row['std']:.1f}" if row["n"] > 1 else ""
-            cells.append(f"{row['mean']:.1f}{spread}" + ("" if method == "teacher" or row["n"] == len(seeds)
-                                                          else f" (n={row['n']})"))
+            if row["mean"] is not None:
+                means.append(row["mean"])
+            cells.append(_parallel.cell(row, row["n"] if method == "teacher" else len(seeds)))
         average = f"{statistics.mean(means):.1f}" if len(means) == len(names) and names else "–"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {average} |")
     return results, "\n".join(lines)
