@@ -2,11 +2,13 @@
 by side, and mean ± std cells for their tables."""
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -20,6 +22,23 @@ def run_job(script: str, job: str, logs: Path) -> tuple[str, float, int]:
     with log.open("w") as out:
         code = subprocess.call([sys.executable, script, "--job", job], env=env, stdout=out, stderr=subprocess.STDOUT)
     return job, time.time() - start, code
+
+
+def run_all(script: str, logs: Path, workers: int, *job_lists: list[str]) -> None:
+    """Each list's jobs, `workers` at a time, one list after the other (e.g. teachers before their students)."""
+    start = time.time()
+    with ThreadPoolExecutor(workers) as pool:
+        for jobs in job_lists:
+            for job, seconds, code in pool.map(lambda job: run_job(script, job, logs), jobs):
+                print(f"[{time.time() - start:.0f}s] {job} exit {code} in {seconds:.0f}s", flush=True)
+
+
+def write_results(results_dir: Path, name: str, settings: dict, results: dict, table: str) -> None:
+    """<name>.json (settings and results) and <name>.md (the table) under results_dir."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2)
+                                              + "\n")
+    (results_dir / f"{name}.md").write_text(table + "\n")
 
 
 def spread(values: list[float]) -> dict:

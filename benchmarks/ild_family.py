@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,10 +77,6 @@ def train_student(dataset: str, method: str, seed: int) -> None:
     if method == "no-teacher":  # the prediction stage alone, on the labels, same student and schedule
         recipe = without_teacher(recipe, recipe.name)
     api.distill(recipe, overwrite=True)
-
-
-def run_job(job: str) -> tuple[str, float, int]:
-    return _parallel.run_job(__file__, job, RUNS / "logs")
 
 
 def metric_of(dataset: str, method: str, seed: int) -> dict | None:
@@ -143,20 +138,13 @@ def main() -> None:
     methods = args.methods.split(",")
     start = time.time()
     if not args.summarise_only:
-        with ThreadPoolExecutor(args.workers) as pool:
-            teachers = [f"{d}:teacher" for d in datasets if not (RUNS / f"{d}-teacher" / "report.json").is_file()]
-            for job, seconds, code in pool.map(run_job, teachers):
-                print(f"[{time.time() - start:.0f}s] {job} exit {code} in {seconds:.0f}s", flush=True)
-            students = [f"{d}:{m}:{s}" for s in seeds for d in datasets for m in methods
-                        if metric_of(d, m, s) is None]
-            for job, seconds, code in pool.map(run_job, students):
-                print(f"[{time.time() - start:.0f}s] {job} exit {code} in {seconds:.0f}s", flush=True)
+        teachers = [f"{d}:teacher" for d in datasets if not (RUNS / f"{d}-teacher" / "report.json").is_file()]
+        students = [f"{d}:{m}:{s}" for s in seeds for d in datasets for m in methods if metric_of(d, m, s) is None]
+        _parallel.run_all(__file__, RUNS / "logs", args.workers, teachers, students)
     results, table = summarise(datasets, seeds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     settings = {"seeds": seeds, "data_seed": DATA_SEED, "datasets": {d: DATASETS[d] for d in results},
                 "wall_seconds": None if args.summarise_only else round(time.time() - start)}
-    (RESULTS / "ild_family.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
-    (RESULTS / "ild_family.md").write_text(table + "\n")
+    _parallel.write_results(RESULTS, "ild_family", settings, results, table)
     print(table)
 
 

@@ -21,7 +21,6 @@ import json
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -181,24 +180,15 @@ def main() -> None:
         return
     datasets, seeds = args.datasets.split(","), [int(s) for s in args.seeds.split(",")]
     start = time.time()
-    run = lambda job: _parallel.run_job(__file__, job, RUNS / "logs")  # noqa: E731
     if not args.summarise_only:
-        with ThreadPoolExecutor(args.workers) as pool:
-            teachers = [f"{d}:teacher:{t}" for d in datasets for t in TEACHERS
-                        if report_of(RUNS / f"{d}-pool" / t / "report.json") is None]
-            for job, seconds, code in pool.map(run, teachers):
-                print(f"[{time.time() - start:.0f}s] {job} exit {code} in {seconds:.0f}s", flush=True)
-            students = [f"{d}:{m}:{s}" for s in seeds for d in datasets for m in METHODS
-                        if student_run(d, m, s) is None]
-            for job, seconds, code in pool.map(run, students):
-                print(f"[{time.time() - start:.0f}s] {job} exit {code} in {seconds:.0f}s", flush=True)
+        teachers = [f"{d}:teacher:{t}" for d in datasets for t in TEACHERS
+                    if report_of(RUNS / f"{d}-pool" / t / "report.json") is None]
+        students = [f"{d}:{m}:{s}" for s in seeds for d in datasets for m in METHODS if student_run(d, m, s) is None]
+        _parallel.run_all(__file__, RUNS / "logs", args.workers, teachers, students)
     results, table = summarise(datasets, seeds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     settings = {"seeds": seeds, "data_seed": DATA_SEED, "datasets": {d: DATASETS[d] for d in results},
                 "base": BASE, "wall_seconds": None if args.summarise_only else round(time.time() - start)}
-    (RESULTS / "multi_teacher.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2)
-                                                + "\n")
-    (RESULTS / "multi_teacher.md").write_text(table + "\n")
+    _parallel.write_results(RESULTS, "multi_teacher", settings, results, table)
     print(table)
 
 

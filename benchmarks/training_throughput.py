@@ -40,7 +40,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of transformers, ale
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
 from transformers import get_linear_schedule_with_warmup  # noqa: E402
 

@@ -1,6 +1,5 @@
 """The teacher-output cache: the same features and the same training as a live teacher, and never a stale or
 corrupt cache."""
-import json
 import random
 
 import numpy as np

@@ -17,7 +17,7 @@ from alembert.evaluation.report import best_teacher, retained, write_model_card,
 from alembert.evaluation.scoring import score
 from alembert.evaluation.speed import speed_profile
 from alembert.models.layout import find_layout
-from alembert.models.loading import load_classifier, load_tokenizer
+from alembert.models.loading import load_classifier
 from alembert.models.students import extract_student, pick_layers, same_vocabulary, student_from_spec
 from alembert.recipe import Recipe, load_recipe, recipe_from_dict
 from alembert.tasks import get_task

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from alembert.errors import AlembertError
-from alembert.tasks import Example, Task
+from alembert.tasks import Example
 
 _FIELDS = ("input_ids", "attention_mask", "token_type_ids")
 

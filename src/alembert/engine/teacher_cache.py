@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alembert.engine.data import EncodedExamples, make_loader, teacher_view
+from alembert.engine.data import EncodedExamples, teacher_view
 from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap, split_heads
 
 log = logging.getLogger(__name__)

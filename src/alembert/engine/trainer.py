@@ -21,8 +21,8 @@ from alembert.engine.controllers import Controller
 from alembert.engine.data import EncodedExamples, join_unlabeled, make_loader, teacher_view
 from alembert.engine.logger import RunLogger
 from alembert.engine.mixup import MixUp
-from alembert.engine.rl_kd import RLTeacherSelector
 from alembert.engine.objective import Objective
+from alembert.engine.rl_kd import RLTeacherSelector
 from alembert.engine.teacher_cache import CacheInfo, default_cache_root, prepare_cache
 from alembert.evaluation.scoring import score
 from alembert.models.features import FeatureTap
