@@ -63,6 +63,16 @@ def _token_aligned(recipe: Recipe) -> bool:
                for stage in recipe.stages)
 
 
+def _check_writable(folder: Path) -> None:
+    """Refuse, before any long work and without creating anything, an output folder that cannot be written: its
+    nearest existing ancestor must be a writable directory."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise AlembertError(f"{folder}: cannot write the output directory ({existing} is not a writable directory)")
+
+
 def _work_dir(final: Path) -> Path:
     """A hidden sibling of the run directory to write into; published whole when the run succeeds."""
     try:
@@ -92,6 +102,7 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     final = Path(recipe.output_dir) / recipe.name
     if final.exists() and not overwrite:  # refuse before any long work starts
         raise AlembertError(f"{final}: output directory exists (pass --overwrite to replace it)")
+    _check_writable(final.parent)
     task = get_task(recipe.task if isinstance(recipe.task, str) else recipe.task.model_dump(), recipe.data_dir)
     data_seed = recipe.seed if recipe.data_seed is None else recipe.data_seed
     train_examples = task.load("train", recipe.train_limit, data_seed)
@@ -104,7 +115,7 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         supplementary_examples = load_supplementary(recipe.supplementary.source, recipe.supplementary.limit,
                                                     data_seed, recipe.data_dir)
     set_seed(recipe.seed)  # before any model is built: a new classification head is initialised randomly
-    loaded = [load_classifier(t.path, task.num_labels) for t in recipe.teacher_list]
+    loaded = [load_classifier(t.path, task.num_labels, require_head=True) for t in recipe.teacher_list]
     teachers = [model for model, _ in loaded]
     teacher, teacher_tokenizer = loaded[0] if loaded else (None, None)  # the student is built from the first
     student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels)
@@ -241,7 +252,7 @@ def evaluate(model: str, task: str | dict, split: str = "dev", data_dir: str | N
              max_length: int = 128, limit: int | None = None, batch_size: int = 128, speed: bool = False) -> dict:
     """Score a checkpoint on a task split; with speed, also its size and latency."""
     task_obj = get_task(task, data_dir)
-    net, tokenizer = load_classifier(model, task_obj.num_labels)
+    net, tokenizer = load_classifier(model, task_obj.num_labels, require_head=True)
     data = EncodedExamples(task_obj.load(split, limit), tokenizer, max_length)
     result = {"model": str(model), "task": task_obj.name, "split": split, "examples": len(data),
               "metrics": score(net, data, task_obj, batch_size)}

@@ -10,12 +10,43 @@ import sys
 EXIT_BAD_INPUT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as one line, like alembert's own (its usage block would make them several)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, low, high=None, low_open=False):
+    """An argparse type: a number of `kind` within [low, high] (low excluded with `low_open`), said in words."""
+    if kind is int:
+        expected = f"an integer of at least {low}"
+    elif high is not None:
+        expected = f"a fraction between {low} and {high}"
+    else:
+        expected = f"a number {'above' if low_open else 'of at least'} {low}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (low_open and value == low) or (high is not None and value > high) or value != value:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
+
+
+_FRACTION, _POSITIVE, _COUNT = _number(float, 0, 1), _number(float, 0, low_open=True), _number(int, 1)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="alembert", description="Distil fine-tuned encoders into small, fast students.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     # --debug is accepted after the command too; SUPPRESS keeps a subcommand from resetting the top-level flag
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -27,16 +58,16 @@ def _parser() -> argparse.ArgumentParser:
                     help="task name (sst2, mrpc, cola, rte, stsb, amazon-books, ...) or a task YAML for your files")
     ft.add_argument("--name", help="run name (default: finetune-<model>-<task>)")
     ft.add_argument("--output-dir", default="outputs", help="parent of the run directory (default: outputs)")
-    ft.add_argument("--epochs", type=float, default=3.0)
-    ft.add_argument("--lr", type=float, default=5e-5)
-    ft.add_argument("--batch-size", type=int, default=32)
+    ft.add_argument("--epochs", type=_POSITIVE, default=3.0)
+    ft.add_argument("--lr", type=_POSITIVE, default=5e-5)
+    ft.add_argument("--batch-size", type=_COUNT, default=32)
     ft.add_argument("--max-length", type=int, default=128)
-    ft.add_argument("--train-limit", type=int, help="train on a seeded subset of this many examples")
+    ft.add_argument("--train-limit", type=_COUNT, help="train on a seeded subset of this many examples")
     ft.add_argument("--seed", type=int, default=42)
     ft.add_argument("--data-seed", type=int, help="seed of the train subset and stress transforms (default: --seed)")
-    ft.add_argument("--downsample", type=int, help="stress: keep this many training examples")
-    ft.add_argument("--flip-labels", type=float, help="stress: give this fraction of examples a wrong label")
-    ft.add_argument("--imbalance", type=float, help="stress: largest / smallest class count")
+    ft.add_argument("--downsample", type=_COUNT, help="stress: keep this many training examples")
+    ft.add_argument("--flip-labels", type=_FRACTION, help="stress: give this fraction of examples a wrong label")
+    ft.add_argument("--imbalance", type=_number(float, 1), help="stress: largest / smallest class count")
     ft.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ft.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -234,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     except AlembertError as err:
         if args.debug:
             raise
-        print(f"alembert: error: {err}", file=sys.stderr)
+        print(f"alembert: error: {' '.join(str(err).splitlines())}", file=sys.stderr)  # one line, whatever it holds
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("alembert: interrupted", file=sys.stderr)

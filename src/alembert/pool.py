@@ -18,7 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from alembert.errors import AlembertError
-from alembert.recipe import GenericTaskSpec, Recipe, _format_error, _Strict, apply_overrides, recipe_from_dict
+from alembert.recipe import GenericTaskSpec, Recipe, _Strict, format_validation_error, apply_overrides, recipe_from_dict
 from alembert.yaml_file import read_yaml_mapping
 
 __all__ = ["PoolSpec", "PoolTeacher", "build_pool", "load_pool", "teachers_block"]
@@ -91,7 +91,7 @@ def load_pool(spec_or_path: PoolSpec | dict | str | os.PathLike, overrides: list
     try:
         return PoolSpec.model_validate(data), source
     except ValidationError as err:
-        raise AlembertError(_format_error(err, source)) from err
+        raise AlembertError(format_validation_error(err, source, PoolSpec)) from err
 
 
 def teacher_recipe(pool: PoolSpec, teacher: PoolTeacher) -> Recipe:

@@ -1,14 +1,16 @@
 """The recipe: one YAML file is one run. Validated in full, with typed fields, before any work starts."""
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from alembert.errors import AlembertError
+from alembert.errors import AlembertError, printable, short_repr
 from alembert.yaml_file import read_yaml_mapping
 
 
@@ -289,49 +291,122 @@ class Recipe(_Strict):
         return self
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"]) or "(top level)"
+def format_validation_error(err: ValidationError, source: str, root: type[BaseModel]) -> str:
+    """One line for a schema's validation error: the key's path as the user wrote it, what was wrong, a hint."""
+    # the deepest error is the most specific: for `task: {trian: ...}` that is the typo, not "not a string";
+    # at one depth an unknown key goes first, since its 'did you mean' also explains a missing one
+    first = max(err.errors(), key=lambda e: (len(e["loc"]), e["type"] == "extra_forbidden"))
+    parts, annotation = _walk(root, first["loc"])
+    path = ".".join(printable(p) for p in parts) or "(top level)"
+    if first["type"] == "union_tag_not_found":  # e.g. a loss without its 'type'
+        tags = [t for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)
+                and "type" in m.model_fields for t in get_args(m.model_fields["type"].annotation)]
+        return f"{source}: {path}: missing key 'type' (expected one of: {', '.join(tags)})"
     if first["type"] == "extra_forbidden":
-        return f"{source}: {path}: unknown key"
+        _, parent = _walk(root, first["loc"][:-1])
+        return f"{source}: {path}: unknown key{_suggest(first['loc'][-1], parent)}"
     if first["type"] == "missing":
         return f"{source}: {path}: required key is missing"
-    message = first["msg"].removeprefix("Value error, ")
+    message = printable(first["msg"].removeprefix("Value error, "))
     got = first.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {short_repr(got)})"
     return f"{source}: {path}: {message}{shown}"
+
+
+def _members(annotation) -> list:
+    """The alternatives of a type: X | Y and Annotated[Union[...], ...] give each member."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for a in get_args(annotation) for m in _members(a)]
+    return [annotation]
+
+
+def _walk(annotation, loc) -> tuple[list, Any]:
+    """Follow an error location through the schema: the parts a user wrote (pydantic's union-member tags such
+    as 'GenericTaskSpec' or 'str' left out) and the type where it ends (None when the schema is left)."""
+    parts = []
+    for part in loc:
+        nxt, is_tag = None, False
+        for member in _members(annotation) if annotation is not None else []:
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                if part in member.model_fields:
+                    nxt = member.model_fields[part].annotation
+                    break
+                kind = member.model_fields.get("type")
+                if kind is not None and part in get_args(kind.annotation):  # a loss type: shown, as users write it
+                    nxt = member
+                    break
+            if get_origin(member) is list and isinstance(part, int):
+                nxt = get_args(member)[0]
+                break
+        else:
+            tagged = [m for m in _members(annotation) if getattr(m, "__name__", None) == part] if annotation else []
+            if tagged:
+                nxt, is_tag = tagged[0], True
+        if not is_tag:
+            parts.append(part)
+        annotation = nxt
+    return parts, annotation
+
+
+def _suggest(key, annotation) -> str:
+    """'did you mean' for an unknown key, from the keys the schema allows where it stands."""
+    models = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)] \
+        if annotation is not None else []
+    if len(models) != 1:
+        return " (remove it)"
+    model = models[0]
+    close = difflib.get_close_matches(str(key), list(model.model_fields), n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (expected one of: {', '.join(model.model_fields)})"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
-        raise AlembertError(f"--set {text}: expected key=value, e.g. stages.0.lr=3e-5")
+        raise AlembertError(f"--set {printable(text)}: expected key=value, e.g. stages.0.lr=3e-5")
     key, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date-like value such as 2024-02-30
         value = raw
     return key.strip().split("."), value
+
+
+def _index(key: str) -> int | None:
+    # ASCII digits only: '²'.isdigit() is true, but int('²') fails
+    return int(key) if key.isascii() and key.isdigit() else None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     for text in overrides:
         keys, value = parse_override(text)
+        where = f"--set {printable(text)}"
         node = data
-        for depth, key in enumerate(keys[:-1]):
-            child = node[int(key)] if isinstance(node, list) and key.isdigit() and int(key) < len(node) else (
-                node.get(key) if isinstance(node, dict) else None)
-            if child is None:
-                if not isinstance(node, dict):
-                    raise AlembertError(f"--set {text}: {'.'.join(keys[:depth + 1])} does not exist in the recipe")
-                child = node[key] = {}
-            node = child
-        last = keys[-1]
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise AlembertError(f"--set {text}: {'.'.join(keys)} is not an index of the list")
-            node[int(last)] = value
-        else:
-            node[last] = value
+        for depth, key in enumerate(keys):
+            here = ".".join(keys[: depth + 1])
+            if isinstance(node, list):
+                index = _index(key)
+                if index is None or index >= len(node):
+                    indices = f"an index 0..{len(node) - 1}" if node else "nothing: the list is empty"
+                    raise AlembertError(f"{where}: {printable(here)} does not exist in the recipe "
+                                        f"(expected {indices})")
+                if depth == len(keys) - 1:
+                    node[index] = value
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                if depth == len(keys) - 1:
+                    node[key] = value
+                else:
+                    if node.get(key) is None:
+                        node[key] = {}
+                    node = node[key]
+            else:
+                parent = ".".join(keys[:depth])
+                raise AlembertError(f"{where}: {printable(parent)} holds the value {short_repr(node)}, "
+                                    f"not a mapping or list (set {printable(parent)}=VALUE instead)")
     return data
 
 
@@ -345,7 +420,7 @@ def recipe_from_dict(data: dict, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
-        raise AlembertError(_format_error(err, source)) from err
+        raise AlembertError(format_validation_error(err, source, Recipe)) from err
 
 
 def without_teacher(recipe: Recipe, name: str) -> Recipe:

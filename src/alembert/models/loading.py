@@ -47,12 +47,19 @@ def load_tokenizer(name: str | os.PathLike):
     return _from_hub_or_fail(AutoTokenizer.from_pretrained, resolve_model_path(name))
 
 
-def load_classifier(name: str | os.PathLike, num_labels: int | None = None, trust_remote_code: bool = False):
+def load_classifier(name: str | os.PathLike, num_labels: int | None = None, trust_remote_code: bool = False,
+                    require_head: bool = False):
     """Load (model, tokenizer). With num_labels, a checkpoint that already has a trained head of another size
-    is refused; a base encoder without a head gets a fresh one."""
+    is refused; a base encoder without a head gets a fresh one, unless `require_head` (a teacher: distilling
+    from a randomly initialised head teaches the student noise)."""
     path = resolve_model_path(name)
     config = _from_hub_or_fail(AutoConfig.from_pretrained, path, trust_remote_code=trust_remote_code)
     has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    if require_head and not has_head:
+        found = ", ".join(config.architectures or []) or "none recorded"
+        raise AlembertError(
+            f"model {name}: no trained classification head (architectures: {found}); a teacher must be fine-tuned "
+            f"on the task first (alembert finetune --model {name} --task TASK)")
     kwargs = {}
     if num_labels is not None:
         if has_head and config.num_labels != num_labels:

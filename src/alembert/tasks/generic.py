@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from alembert.errors import AlembertError
+from alembert.errors import AlembertError, printable, short_repr
 from alembert.tasks.base import Example, Task
 from alembert.tasks.metrics import METRIC_NAMES, REGRESSION_METRICS
 from alembert.tasks.readers import check_columns, class_label, float_label, make_examples, read_jsonl, read_table
@@ -57,11 +57,11 @@ def generic_task(spec: dict, data_dir=None) -> GenericTask:
     """Validate the dict form of a task. Relative paths are taken from `data_dir` when one is given."""
 
     def bad(key, expected):
-        return AlembertError(f"task spec, key '{key}': expected {expected}, found {spec.get(key)!r}")
+        return AlembertError(f"task spec, key '{key}': expected {expected}, found {short_repr(spec.get(key))}")
 
-    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    unknown = sorted(set(spec) - set(SPEC_KEYS), key=str)  # YAML keys need not be strings
     if unknown:
-        raise AlembertError(f"task spec: unknown key '{unknown[0]}' (expected keys: {', '.join(SPEC_KEYS)})")
+        raise AlembertError(f"task spec: unknown key {short_repr(unknown[0])} (expected keys: {', '.join(SPEC_KEYS)})")
     name = spec.get("name", "custom")
     if not isinstance(name, str) or not name:
         raise bad("name", "a non-empty string")
@@ -132,13 +132,15 @@ def _infer_labels(files: dict, fmt: str, label_column: str, name: str) -> tuple[
     values = set()
     for where, fields in records:
         if label_column not in fields:
-            raise AlembertError(f"{path}, {where}: missing key '{label_column}' (keys found: {', '.join(fields)})")
+            raise AlembertError(f"{path}, {where}: missing key '{label_column}' "
+                                f"(keys found: {', '.join(map(printable, fields))})")
         raw = fields[label_column]
         if isinstance(raw, int) and not isinstance(raw, bool):
             raw = str(raw)
         if not isinstance(raw, str) or not raw.strip():
-            raise AlembertError(f"{path}, {where}: label {raw!r} is empty or not a string/integer")
+            raise AlembertError(f"{path}, {where}: label {short_repr(raw)} is empty or not a string/integer")
         values.add(raw.strip())
     if len(values) < 2:
-        raise AlembertError(f"{path}: found only the label {', '.join(values)}; expected at least two classes")
+        raise AlembertError(f"{path}: found only the label {', '.join(map(printable, values))}; "
+                            "expected at least two classes")
     return _sort_labels(values)

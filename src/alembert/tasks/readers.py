@@ -10,17 +10,26 @@ import math
 from pathlib import Path
 from typing import Callable, Iterable
 
-from alembert.errors import AlembertError
+from alembert.errors import AlembertError, printable, short_repr
 
 # A record is (where, fields): where is 'row 12' or 'line 12', fields maps column name -> value.
 Record = tuple[str, dict]
 
+# csv's own default field limit, applied to every format: a longer text is a broken file (an unbalanced
+# quote swallowing the lines after it) far more often than a real input, and it would be truncated anyway.
+MAX_TEXT_CHARS = 131072
+
 
 def read_text(path: Path) -> str:
     """The whole file as text (UTF-8, optional BOM), refusing undecodable bytes."""
+    if path.is_dir():
+        raise AlembertError(f"{path}: is a directory, expected a data file")
     if not path.is_file():
         raise AlembertError(f"{path}: file not found")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise AlembertError(f"{path}: cannot read ({e.strerror})") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -44,22 +53,37 @@ def read_table(path: Path, *, delimiter: str, quote: bool = True, names: Iterabl
             rows.append(fields)
     except csv.Error as e:
         n = len(rows) if names is None else len(rows) + 1  # the failing row, header excluded
-        raise AlembertError(f"{path}, row {n} (line {reader.line_num}): {e}") from None
+        why = str(e)
+        if "field larger than field limit" in why:
+            why = (f"a field is longer than {csv.field_size_limit()} characters (check for an unbalanced quote, "
+                   "or shorten the text)")
+        elif "unexpected end of data" in why:
+            why = "a quoted field is still open at the end of the file (check for an unbalanced quote)"
+        elif "expected after" in why:
+            why += ' (a quote inside a quoted field is written twice: "")'
+        raise AlembertError(f"{path}, row {n} (line {reader.line_num}): {why}") from None
     while rows and not rows[-1]:  # a file may end with blank lines; blank lines inside are errors
         rows.pop()
     if names is None:
         if not rows:
             raise AlembertError(f"{path}: empty file, expected a header line and data rows")
         header, rows = rows[0], rows[1:]
+        if not header:
+            raise AlembertError(f"{path}, line 1: empty header line, expected column names")
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:  # zip into a dict would silently keep only the last of them
+            raise AlembertError(f"{path}, line 1: column {repeated[0]!r} appears more than once in the header "
+                                "(expected distinct column names)")
     else:
         header = list(names)
     if not rows:
-        raise AlembertError(f"{path}: no data rows")
+        raise AlembertError(f"{path}: no data rows (expected at least one row after the header)"
+                            if names is None else f"{path}: no data rows")
     records = []
     for n, fields in enumerate(rows, start=1):
         if len(fields) != len(header):
             raise AlembertError(
-                f"{path}, row {n}: expected {len(header)} fields ({', '.join(header)}), found {len(fields)}"
+                f"{path}, row {n}: expected {len(header)} fields ({', '.join(map(printable, header))}), found {len(fields)}"
             )
         records.append((f"row {n}", dict(zip(header, fields))))
     return records
@@ -68,7 +92,8 @@ def read_table(path: Path, *, delimiter: str, quote: bool = True, names: Iterabl
 def read_jsonl(path: Path) -> list[Record]:
     """One JSON object per line; blank lines are skipped (they carry no data)."""
     records = []
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
+    # lines end at '\n' alone: splitlines() would also cut at U+2028, U+0085 and others that JSON strings may hold
+    for n, line in enumerate(read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -83,12 +108,20 @@ def read_jsonl(path: Path) -> list[Record]:
     return records
 
 
+DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
+
+
 def check_columns(path: Path, records: list[Record], columns: Iterable[str | None]) -> None:
     """For tables: name a missing column once, with the columns that were found."""
     found = list(records[0][1])
     for col in columns:
         if col is not None and col not in found:
-            raise AlembertError(f"{path}: column '{col}' not found (columns: {', '.join(found)})")
+            hint = ""
+            if len(found) == 1:  # one wide column: the file is most likely split by another character
+                other = next((name for d, name in DELIMITER_NAMES.items() if d in found[0]), None)
+                if other:
+                    hint = f"; the header looks {other}-separated, check the file's format or delimiter"
+            raise AlembertError(f"{path}: column '{col}' not found (columns: {', '.join(map(printable, found))}){hint}")
 
 
 def class_label(label_names: tuple[str, ...]) -> Callable[[object], int]:
@@ -98,7 +131,7 @@ def class_label(label_names: tuple[str, ...]) -> Callable[[object], int]:
     def parse(raw: object) -> int:
         key = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
         if not isinstance(key, str) or key.strip() not in index:
-            raise ValueError(f"label {raw!r} is not one of {', '.join(label_names)}")
+            raise ValueError(f"label {short_repr(raw)} is not one of {', '.join(map(printable, label_names))}")
         return index[key.strip()]
 
     return parse
@@ -113,9 +146,9 @@ def float_label(low: float | None = None, high: float | None = None) -> Callable
                 raise ValueError
             value = float(raw.strip() if isinstance(raw, str) else raw)
         except (TypeError, ValueError):
-            raise ValueError(f"target {raw!r} is not a number") from None
+            raise ValueError(f"target {short_repr(raw)} is not a number") from None
         if not math.isfinite(value):
-            raise ValueError(f"target {raw!r} is not a finite number")
+            raise ValueError(f"target {short_repr(raw)} is not a finite number")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ValueError(f"target {value} is outside {low}..{high}")
         return value
@@ -130,7 +163,7 @@ def make_examples(path, records, text_a, text_b, label, parse_label, *, label_re
 
     def get(where, fields, key):
         if key not in fields:
-            raise AlembertError(f"{path}, {where}: missing key '{key}' (keys found: {', '.join(fields)})")
+            raise AlembertError(f"{path}, {where}: missing key '{key}' (keys found: {', '.join(map(printable, fields))})")
         return fields[key]
 
     out = []
@@ -142,7 +175,10 @@ def make_examples(path, records, text_a, text_b, label, parse_label, *, label_re
                 continue
             value = get(where, fields, key)
             if not isinstance(value, str):
-                raise AlembertError(f"{path}, {where}: text '{key}' must be a string, found {value!r}")
+                raise AlembertError(f"{path}, {where}: text '{key}' must be a string, found {short_repr(value)}")
+            if len(value) > MAX_TEXT_CHARS:
+                raise AlembertError(f"{path}, {where}: text '{key}' has {len(value)} characters, expected at most "
+                                    f"{MAX_TEXT_CHARS} (shorten the text; models read the first max_length tokens)")
             texts.append(value)
         y = None
         if label is not None:
