@@ -69,7 +69,7 @@ def _relation_kl(student, teacher, examples, tokenizer) -> float:
     batch = data.collate([data[i] for i in range(len(data))])
     with torch.no_grad(), FeatureTap(student.eval(), objective.student_request) as s, \
             FeatureTap(teacher.eval(), objective.teacher_request) as t:
-        return objective(s.run(batch), t.run(batch), None)[1]["relation"]
+        return objective(s.run(batch), [t.run(batch)], None)[1]["relation"]
 
 
 def test_crild_stage_on_task_and_supplementary_text_brings_relations_closer(sst2_teacher):
