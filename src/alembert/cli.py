@@ -75,19 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("distill", parents=[common],
                         help="run a distillation recipe (YAML)")
     ds.add_argument("recipe", help="recipe file, e.g. recipes/tinybert.yaml")
-    ds.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a recipe key by its dotted path, e.g. --set stages.0.lr=3e-5 (repeatable)")
-    ds.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
-    ds.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    _file_options(ds, "a recipe key", "stages.0.lr=3e-5", "replace an existing run directory")
 
     pl = sub.add_parser("pool", parents=[common],
                         help="fine-tune a pool of teachers of distinct quality from one base (YAML)")
     pl.add_argument("pool", help="pool file, e.g. recipes/teacher_pool.yaml")
-    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a pool key by its dotted path, e.g. --set teachers.0.epochs=1 (repeatable)")
-    pl.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
-    pl.add_argument("--overwrite", action="store_true",
-                    help="retrain every teacher (default: reuse teachers whose run finished)")
+    _file_options(pl, "a pool key", "teachers.0.epochs=1", "retrain every teacher (default: reuse teachers whose "
+                  "run finished)")
 
     ev = sub.add_parser("eval", parents=[common],
                         help="score a checkpoint on a task's split")
@@ -107,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--overwrite", action="store_true")
     _inference_parsers(sub, common)
     return parser
+
+
+def _file_options(parser, what: str, example: str, overwrite: str) -> None:
+    """--set, --data-dir and --overwrite of the commands that run a YAML file (a recipe, a pool)."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override {what} by its dotted path, e.g. --set {example} (repeatable)")
+    parser.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
 
 
 def _stress(args) -> dict | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -172,12 +173,7 @@ def _parameters(checkpoint: Path) -> int:
     total = 0
     for file in sorted(checkpoint.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as tensors:
-            for key in tensors.keys():
-                shape = tensors.get_slice(key).get_shape()
-                count = 1
-                for size in shape:
-                    count *= size
-                total += count
+            total += sum(math.prod(tensors.get_slice(key).get_shape()) for key in tensors.keys())
     return total
 
 

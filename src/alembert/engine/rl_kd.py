@@ -57,7 +57,7 @@ class RLTeacherSelector(Controller):
         self.active = any(loss.type == "prediction" and loss.alpha > 0 for loss in stage.losses)
         self.stage = stage.name
         self.warmup = round(self.spec.warmup * trainer.steps_per_epoch)
-        self.calls, self.updates, self.step = 0, 0, 0
+        self.calls, self.episodes, self.step = 0, 0, 0
         self.waiting: list[tuple[dict, torch.Tensor, float]] = []  # acted batches awaiting their reward
         self.rewards: list[float] = []  # the current episode's rewards, one per acted batch
         self.rates: list[torch.Tensor] = []  # selection rates per act since the last log
@@ -98,6 +98,7 @@ class RLTeacherSelector(Controller):
             if self.learner.pending >= self.episode:
                 metric = self._dev_metric(trainer)
                 self.stats.append(self.learner.end_episode(metric - self.dev_before))
+                self.episodes += 1
                 self.dev_before = metric
         elif self.waiting:
             with torch.no_grad():
@@ -109,6 +110,7 @@ class RLTeacherSelector(Controller):
             self.waiting = []
             if self.learner.pending >= self.episode:
                 self.stats.append(self.learner.end_episode(self.rewards))
+                self.episodes += 1
                 self.rewards = []
         self.step = step
         if step % LOG_EVERY == 0 and (self.rates or self.stats):
@@ -123,7 +125,7 @@ class RLTeacherSelector(Controller):
             self._log(trainer, self.step)
         rates = torch.stack(self.stage_rates).mean(dim=0).tolist() if self.stage_rates else None
         self.summary[stage.name] = {
-            "warmup_steps": min(self.warmup, self.calls), "episodes": self.updates,
+            "warmup_steps": min(self.warmup, self.calls), "episodes": self.episodes,
             "selection_rate": dict(zip(self.names, rates)) if rates else None,
             "reward": self.spec.reward, "action": self.spec.action}
         self.active = False
@@ -136,7 +138,6 @@ class RLTeacherSelector(Controller):
         for key in ("reward", "baseline", "advantage"):
             if self.stats:
                 values[f"policy/{key}"] = sum(s[key] for s in self.stats) / len(self.stats)
-        self.updates += len(self.stats)
         self.rates, self.stats = [], []
         trainer.logger.log(self.stage, step, values)
 
