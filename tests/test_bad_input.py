@@ -270,6 +270,19 @@ def existing_run_directory(w):
     return w.distill(), ["out/run: output directory exists", "--overwrite"]
 
 
+def interrupted_run_without_resume(w):
+    w.file("out/.run.partial/checkpoints/ckpt-000001/state.pt", b"an earlier attempt's checkpoint")
+    return w.distill(), ["out/.run.partial: an interrupted run of this recipe is there", "--resume", "--overwrite"]
+
+
+def resume_under_a_changed_recipe(w):
+    from alembert.recipe import recipe_from_dict
+
+    earlier = recipe_from_dict(w.recipe_data(seed=1, batch_size=8)).model_dump()
+    w.file("out/.run.partial/recipe.json", json.dumps(earlier, default=str))
+    return w.distill(None, "--resume"), ["different recipe (changed: batch_size, seed)", "undo the change"]
+
+
 def unwritable_output_directory(w):
     if os.geteuid() == 0:  # root writes anywhere: make the path go through a regular file instead
         output = w.file("blocker", "a file, not a folder") / "runs"
@@ -302,7 +315,8 @@ CASES = [truncated_row, wrong_delimiter, unknown_label, unknown_label_in_dev, na
          recipe_non_utf8, recipe_missing, set_without_equals, set_index_out_of_range, set_inside_a_value,
          missing_model_directory, model_directory_without_config, teacher_head_size_mismatch,
          student_vocabulary_mismatch, eval_missing_model, eval_unknown_split, existing_run_directory,
-         unwritable_output_directory, flip_labels_out_of_range, batch_size_zero, missing_argument,
+         unwritable_output_directory, interrupted_run_without_resume, resume_under_a_changed_recipe,
+         flip_labels_out_of_range, batch_size_zero, missing_argument,
          teacher_without_head]
 
 

@@ -44,3 +44,12 @@ class Controller:
 
     def on_stage_end(self, stage, trainer) -> None:
         pass
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of a controller that learns or counts, so a resumed run continues identically
+        (plain containers of numbers, strings and tensors). Restored after `on_stage_start` within a stage, and
+        before it at a stage's boundary."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -109,9 +109,10 @@ def teacher_view(batch: dict[str, torch.Tensor], k: int = 0) -> dict[str, torch.
 
 def make_loader(data: EncodedExamples, batch_size: int, shuffle: bool, seed: int = 0,
                 group_by_length: bool = False) -> DataLoader:
-    """Batches in order, shuffled, or shuffled into groups of similar length (less padding per batch)."""
+    """Batches in order, shuffled, or shuffled into groups of similar length (less padding per batch). One generator
+    draws all of an epoch's randomness, so its state at the epoch's start replays the epoch (resuming)."""
     generator = torch.Generator().manual_seed(seed)
     if shuffle and group_by_length:
         sampler = LengthGroupedSampler(batch_size, lengths=data.lengths, generator=generator)
-        return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=data.collate)
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=data.collate, generator=generator)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, collate_fn=data.collate, generator=generator)

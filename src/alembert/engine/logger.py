@@ -23,6 +23,17 @@ class RunLogger:
             self._writer.add_scalar(f"{stage}/{key}", float(value), step)
         self._csv_file.flush()
 
+    def restore(self, rows: list[dict]) -> None:
+        """Continue a resumed run's log: its rows up to the checkpoint replace what this log holds. (TensorBoard
+        keeps the interrupted run's events as well; steps logged after that checkpoint appear there twice.)"""
+        self.rows = [dict(r) for r in rows]
+        self._csv_file.seek(0)
+        self._csv_file.truncate()
+        self._csv.writerow(["stage", "step", "key", "value"])
+        for r in self.rows:
+            self._csv.writerow([r["stage"], r["step"], r["key"], f"{r['value']:.6g}"])
+        self._csv_file.flush()
+
     def series(self, stage: str, key: str) -> tuple[list[int], list[float]]:
         points = [(r["step"], r["value"]) for r in self.rows if r["stage"] == stage and r["key"] == key]
         return [p[0] for p in points], [p[1] for p in points]

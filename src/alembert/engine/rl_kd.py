@@ -16,6 +16,7 @@ Our reconstruction (the paper's exact state and rewards are not verified; see do
 """
 from __future__ import annotations
 
+import copy
 import json
 import random
 from pathlib import Path
@@ -129,6 +130,20 @@ class RLTeacherSelector(Controller):
             "selection_rate": dict(zip(self.names, rates)) if rates else None,
             "reward": self.spec.reward, "action": self.spec.action}
         self.active = False
+
+    _PER_STAGE = ("active", "calls", "episodes", "step", "rewards", "rates", "stage_rates", "stats", "dev_before")
+
+    def state_dict(self) -> dict:
+        """The policy and its learner, the summary, and the stage's counters and unlogged rates. Taken between
+        steps, when no acted batch is waiting for its reward."""
+        return {"learner": self.learner.state_dict(), "summary": copy.deepcopy(self.summary),
+                **{key: copy.deepcopy(getattr(self, key)) for key in self._PER_STAGE}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.summary = copy.deepcopy(state["summary"])
+        for key in self._PER_STAGE:
+            setattr(self, key, copy.deepcopy(state[key]))
 
     def _log(self, trainer, step: int) -> None:
         values = {}

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from alembert.engine.data import EncodedExamples, teacher_view
+from alembert.files import sha256_file
 from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap, split_heads
 
 log = logging.getLogger(__name__)
@@ -99,14 +100,6 @@ def _nbytes(shape, dtype) -> int:
     return int(np.prod(shape)) * np.dtype(dtype).itemsize
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class TeacherCache:
     """Read side: `features(batch, request)` gives the teacher's Features for a training batch (whose tokens for
     this teacher are under the keys of its index among the run's teachers)."""
@@ -164,7 +157,7 @@ def open_cache(path: Path, key: str, teacher_index: int = 0) -> TeacherCache | N
             raise ValueError("its key or format differs")
         for name, entry in {**meta["arrays"], "lengths": meta["lengths"]}.items():
             file = path / f"{name}.npy"
-            if file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
+            if file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
                 raise ValueError(f"{file.name} does not match its recorded size and checksum")
         return TeacherCache(path, meta, teacher_index)
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -205,11 +198,11 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
             store.flush()
         del stores
         np.save(work / "lengths.npy", lengths)
-        entries = {name: {"bytes": (work / f"{name}.npy").stat().st_size, "sha256": _sha256(work / f"{name}.npy"),
+        entries = {name: {"bytes": (work / f"{name}.npy").stat().st_size, "sha256": sha256_file(work / f"{name}.npy"),
                           "shape": list(shape), "dtype": dtype} for name, (shape, dtype) in arrays.items()}
         lengths_file = work / "lengths.npy"
         meta = {"format": FORMAT, "key": key, "examples": len(lengths), "heads": heads, "arrays": entries,
-                "lengths": {"bytes": lengths_file.stat().st_size, "sha256": _sha256(lengths_file)},
+                "lengths": {"bytes": lengths_file.stat().st_size, "sha256": sha256_file(lengths_file)},
                 "request": {k: sorted(getattr(request, k)) for k in ("hidden", "attention", "qkv")}}
         (work / "meta.json").write_text(json.dumps(meta, indent=1))
         for file in work.iterdir():  # on disk before the rename makes the cache visible

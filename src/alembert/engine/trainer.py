@@ -3,19 +3,23 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 import operator
+import random
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import numpy as np
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from alembert.engine.checkpoint import Checkpoints
 from alembert.engine.combine import TeacherCombination
 from alembert.engine.controllers import Controller
 from alembert.engine.data import EncodedExamples, join_unlabeled, make_loader, teacher_view
@@ -24,6 +28,7 @@ from alembert.engine.mixup import MixUp
 from alembert.engine.objective import Objective
 from alembert.engine.rl_kd import RLTeacherSelector
 from alembert.engine.teacher_cache import CacheInfo, default_cache_root, prepare_cache
+from alembert.errors import AlembertError
 from alembert.evaluation.scoring import score
 from alembert.models.features import FeatureTap
 from alembert.models.layout import find_layout
@@ -48,12 +53,26 @@ class TrainResult:
     supplementary_cache: dict | None = None  # per other dataset a stage trains on ('task+supplementary', ...)
 
 
+@dataclass
+class CheckpointPlan:
+    """Where and how often a Trainer writes checkpoints, and the one it continues from.
+
+    phase: which training of the run this is ('student', or 'assistant' first for MiniLM's teacher assistant);
+    resume: a checkpoint's (state, tensors) to continue from when it belongs to this phase; extra: more tensor
+    groups written with every checkpoint (a finished assistant, which the student's phase needs to continue)."""
+    checkpoints: Checkpoints
+    every: int = 0  # optimizer steps between checkpoints; 0: only at the end of each stage
+    phase: str = "student"
+    resume: tuple[dict, dict] | None = None
+    extra: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
 class Trainer:
     """`teachers`: the frozen teachers, in the order of the recipe's teacher_list (empty: labels alone)."""
 
     def __init__(self, recipe: Recipe, task: Task, student, teachers: list, train: EncodedExamples,
                  dev: EncodedExamples, logger: RunLogger, controllers: list[Controller] = (),
-                 supplementary: EncodedExamples | None = None):
+                 supplementary: EncodedExamples | None = None, checkpoints: CheckpointPlan | None = None):
         self.recipe, self.task, self.train_data, self.dev_data = recipe, task, train, dev
         self.datasets = {"task": train}  # what each stage's `data` names
         if supplementary is not None:
@@ -79,10 +98,12 @@ class Trainer:
             self.controllers.append(self.selector)
         self.result = TrainResult()
         self._best_state = None
+        self.plan = checkpoints
+        self._resume = checkpoints.resume if checkpoints else None  # (state, tensors), consumed as it is applied
 
     def fit(self) -> TrainResult:
         set_seed(self.recipe.seed)
-        start = time.perf_counter()
+        start = self._fit_start = time.perf_counter()
         student_layout = find_layout(self.student)
         teacher_layout = find_layout(self.teachers[0]) if self.teachers else None
         objectives = [Objective(stage, student_layout, teacher_layout, self.task.is_regression)
@@ -97,16 +118,46 @@ class Trainer:
         if used:
             self.result.supplementary_cache = {name: asdict(infos[name, 0]) for name in used}
         self.result.cache_build_seconds = sum(info.build_seconds for info in infos.values())
+        first_stage, self._elapsed_before = 0, 0.0
+        if self._resume is not None:
+            first_stage, self._elapsed_before = self._restore_run()
         if self.recipe.compile:  # in place: the module, its hooks and its state_dict keys stay as they are
             self.student.compile(dynamic=True)
         for index, (stage, objective) in enumerate(zip(self.recipe.stages, objectives)):
-            self._run_stage(index, stage, objective)
+            if index >= first_stage:
+                self._run_stage(index, stage, objective)
         if self.recipe.compile:
             self.student._compiled_call_impl = None  # scored, measured and saved as the plain model it is
         if self._best_state is not None:  # keep the best checkpoint by the task metric
             self.student.load_state_dict(self._best_state)
-        self.result.seconds = time.perf_counter() - start
+        self.result.seconds = self._elapsed_before + time.perf_counter() - start
         return self.result
+
+    def _restore_run(self) -> tuple[int, float]:
+        """Apply what a checkpoint holds for the whole run: the student, the best state, the result so far, the
+        logged rows. Returns the stage to continue in and the seconds the run had already taken. The rest waits for
+        that stage's start (the RNG states, and within a stage its optimizer and position); only a checkpoint taken
+        at a stage's end gives the controllers their state now, before the next stage starts them afresh."""
+        state, tensors = self._resume
+        self.student.load_state_dict(tensors["student"])
+        self._best_state = tensors.get("best")
+        kept = state["result"]
+        for key in ("best_metric", "best_step", "best_stage", "history", "train_seconds", "examples_seen"):
+            setattr(self.result, key, kept[key])
+        self.logger.restore(state["logger_rows"])
+        if state["micro"] == 0:
+            self._restore_controllers(state)
+        return state["stage"], kept["seconds"]
+
+    def _restore_controllers(self, state: dict) -> None:
+        """Each controller gets the state saved by the controller of its class in the same order among those of
+        that class (a crash-test or logging controller present in only one of the two runs is simply skipped)."""
+        saved = list(state["controllers"])
+        for controller in self.controllers:
+            match = next((entry for entry in saved if entry[0] == type(controller).__name__), None)
+            if match is not None:
+                saved.remove(match)
+                controller.load_state_dict(match[1])
 
     def _teacher_cache(self, data_name: str, objectives: list[Objective], k: int):
         """Teacher k's output cache of one dataset, where it is safe: no controller rewrites inputs, the stage
@@ -164,11 +215,41 @@ class Trainer:
             c.on_stage_start(stage, self)
 
         step, micro, running, metric = 0, 0, {}, None
-        bar = tqdm(total=total_steps, desc=f"{self.recipe.name}:{stage.name}", disable=None, leave=False)
+        generator = loader.generator  # orders each epoch: its state at an epoch's start replays that epoch
+        epoch = resumed_epoch = None  # (micro-steps before the epoch, the generator's state at its start)
+        if self._resume is not None:  # continue from the very next micro-step: this stage's first, or a later one
+            state, tensors = self._resume
+            self._resume = None
+            if state["micro"]:
+                objective.load_state_dict(tensors["objective"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                self._restore_controllers(state)
+                step, micro, running, metric = state["step"], state["micro"], state["running"], state["metric"]
+                resumed_epoch = (state["epoch_micro"], state["epoch_generator"])
+                if mixup:
+                    mixup.rng.setstate(_as_tuple(state["mixup"]))
+            acc.step = state["accelerator_step"]
+            _set_rng_state(state["rng"])
+        position = dict(stage=index, phase=self.plan.phase if self.plan else "student")
+
+        def checkpoint(stage_index: int, at_end: bool) -> None:
+            self._save_checkpoint(dict(position, stage=stage_index, step=step, micro=0 if at_end else micro,
+                                       running=running, metric=metric,
+                                       epoch_micro=epoch[0] if epoch else 0,
+                                       epoch_generator=epoch[1] if epoch else generator.get_state(),
+                                       accelerator_step=acc.step, mixup=mixup.rng.getstate() if mixup else None),
+                                  None if at_end else (objective, optimizer, scheduler))
+
+        bar = tqdm(total=total_steps, initial=step, desc=f"{self.recipe.name}:{stage.name}", disable=None,
+                   leave=False)
         stage_start, self._eval_seconds = time.perf_counter(), 0.0
         try:
             while micro < micro_steps:
-                for batch in loader:
+                # a new epoch, or the one a resumed run continues: replayed from its start, its done batches skipped
+                epoch, resumed_epoch = resumed_epoch or (micro, generator.get_state()), None
+                generator.set_state(epoch[1])
+                for batch in itertools.islice(loader, micro - epoch[0], None):
                     if micro >= micro_steps:
                         break
                     for c in self.controllers:
@@ -189,6 +270,7 @@ class Trainer:
                         weights = self._example_weights(batch, s_feats, t_feats)
                         teacher_weights = self._teacher_weights(batch, s_feats, t_feats, objective)
                         loss, parts = objective(s_feats, t_feats, batch.get("labels"), weights, teacher_weights)
+                        self._check_finite(loss, parts, stage, step + 1, batch)
                         if teacher_weights is not None:  # each teacher's mean share: the report plots them
                             parts.update({f"weight/{name}": float(w) for name, w in
                                           zip(self.teacher_names, teacher_weights.mean(dim=0))})
@@ -199,9 +281,11 @@ class Trainer:
                             loss = loss + consistency.weight * ramp * self._consistency(
                                 student, student_tap, objective, batch, s_feats, lam, consistency_terms, parts)
                             parts["total"] = float(loss.detach())
+                            self._check_finite(loss, parts, stage, step + 1, batch)
                         acc.backward(loss)
                         if acc.sync_gradients and stage.max_grad_norm:
-                            acc.clip_grad_norm_(params, stage.max_grad_norm)
+                            norm = acc.clip_grad_norm_(params, stage.max_grad_norm)
+                            self._check_finite(norm, {"gradient norm": float(norm)}, stage, step + 1, batch)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
                     micro += 1
@@ -223,6 +307,8 @@ class Trainer:
                         c.on_step_end(step, parts, self)
                     if evaluate and (step % eval_every == 0 or step == total_steps):
                         metric = self._evaluate(stage, step)
+                    if self.plan and self.plan.every and step % self.plan.every == 0 and micro < micro_steps:
+                        checkpoint(index, at_end=False)
         finally:
             self.result.train_seconds += time.perf_counter() - stage_start - self._eval_seconds
             bar.close()
@@ -232,6 +318,39 @@ class Trainer:
         self.student = acc.unwrap_model(student)
         for c in self.controllers:
             c.on_stage_end(stage, self)
+        if self.plan:
+            checkpoint(index + 1, at_end=True)
+
+    def _save_checkpoint(self, position: dict, within_stage: tuple | None) -> None:
+        """Everything the run needs to continue from here. `within_stage`: the stage's (objective, optimizer,
+        scheduler), or None at a stage's end, where the next stage builds its own."""
+        result = {key: getattr(self.result, key) for key in ("best_metric", "best_step", "best_stage", "history",
+                                                              "train_seconds", "examples_seen")}
+        result["seconds"] = self._elapsed_before + time.perf_counter() - self._fit_start
+        state = dict(position, result=result, logger_rows=self.logger.rows, rng=_rng_state(),
+                     controllers=[[type(c).__name__, c.state_dict()] for c in self.controllers])
+        tensors = {"student": self.accelerator.unwrap_model(self.student).state_dict(), **self.plan.extra}
+        if self._best_state is not None:
+            tensors["best"] = self._best_state
+        if within_stage is not None:
+            objective, optimizer, scheduler = within_stage
+            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+            tensors["objective"] = objective.state_dict()
+        self.plan.checkpoints.save(state, tensors)
+
+    def _check_finite(self, value: torch.Tensor, parts: dict, stage: StageSpec, step: int, batch: dict) -> None:
+        """Stop at the first loss (or gradient) that is not finite: naming the term, the step and the examples,
+        and keeping the last checkpoint, which was taken before it."""
+        if torch.isfinite(value).all():
+            return
+        term, bad = next(((k, v) for k, v in parts.items() if not math.isfinite(v) and k != "total"),
+                         ("total", float(value.detach())))
+        newest = self.plan.checkpoints.newest() if self.plan else None
+        kept = f"; the last good checkpoint is {newest}" if newest else "; no checkpoint was written yet"
+        raise AlembertError(
+            f"stage {stage.name}, step {step}: {term} is {bad} on the batch of training examples "
+            f"{batch['index'].tolist()} (positions in the loaded training set){kept}; lower the learning rate, set "
+            "max_grad_norm, or use fp32")
 
     @staticmethod
     def _consistency(student, tap, objective, batch, mixed_features, lam, terms, parts) -> torch.Tensor:
@@ -280,3 +399,25 @@ class Trainer:
         for c in self.controllers:
             c.on_evaluate(step, metrics, self)
         return main
+
+
+def _rng_state() -> dict:
+    """Every global random number generator the loop draws from (dropout, samplers of libraries)."""
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    numpy_state = list(state["numpy"])
+    numpy_state[1] = np.array(numpy_state[1], dtype=np.uint32)
+    np.random.set_state(tuple(numpy_state))
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    """A random.Random state as setstate wants it (tuples all the way down) from what a checkpoint returns."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
