@@ -1,9 +1,10 @@
 """The Python API; the CLI is a thin layer over these functions."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from accelerate.utils import set_seed
 
 from alembert.engine.data import EncodedExamples
 from alembert.engine.logger import RunLogger
-from alembert.engine.trainer import Trainer
+from alembert.engine.checkpoint import Checkpoints
+from alembert.engine.trainer import CheckpointPlan, Trainer
 from alembert.errors import AlembertError
 from alembert.evaluation.report import best_teacher, retained, write_model_card, write_report
 from alembert.evaluation.scoring import score
@@ -40,7 +42,7 @@ class RunResult:
 def build_student(recipe: Recipe, teacher, teacher_tokenizer, num_labels: int):
     spec = recipe.student
     if spec.init == "checkpoint":
-        return load_classifier(spec.source, num_labels)
+        return load_classifier(spec.source, num_labels, recipe.trust_remote_code)
     if spec.init == "spec":
         if teacher is None:
             raise AlembertError("student.init 'spec' builds in the teacher's architecture: set teacher")
@@ -48,7 +50,7 @@ def build_student(recipe: Recipe, teacher, teacher_tokenizer, num_labels: int):
             teacher_tokenizer
     source, tokenizer = (teacher, teacher_tokenizer)
     if spec.source:
-        source, tokenizer = load_classifier(spec.source, num_labels)
+        source, tokenizer = load_classifier(spec.source, num_labels, recipe.trust_remote_code)
         if teacher_tokenizer is not None and not same_vocabulary(tokenizer, teacher_tokenizer):
             raise AlembertError(
                 f"student.source {spec.source}: its vocabulary ({len(tokenizer)} tokens) differs from the teacher's "
@@ -74,12 +76,58 @@ def _check_writable(folder: Path) -> None:
 
 
 def _work_dir(final: Path) -> Path:
-    """A hidden sibling of the run directory to write into; published whole when the run succeeds."""
+    """The hidden sibling of the run directory that a run writes into, its checkpoints included; published whole
+    when the run succeeds, and found again by `resume` when it did not."""
+    return final.with_name(f".{final.name}.partial")
+
+
+def _recipe_differences(saved: dict, recipe: Recipe) -> list[str]:
+    current = json.loads(json.dumps(recipe.model_dump(), default=str))
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+
+
+def _resume_point(work: Path, recipe: Recipe, resume: bool, overwrite: bool, log) -> tuple | None:
+    """The checkpoint to continue from (path, state, tensors), or None to start afresh, clearing what an earlier
+    attempt left. Refuses to guess: an interrupted run is continued only with `resume`, replaced only with
+    `overwrite`, and continued only under the recipe it was started with."""
+    if not work.exists():
+        if resume:
+            log(f"{work}: no interrupted run to resume; starting afresh")
+        return None
+    if not (resume or overwrite):
+        raise AlembertError(f"{work}: an interrupted run of this recipe is there (pass --resume to continue it, or "
+                            "--overwrite to start again)")
+    found = None
+    if resume:
+        saved = work / "recipe.json"
+        if saved.is_file():
+            try:
+                earlier = json.loads(saved.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as err:
+                raise AlembertError(f"{saved}: unreadable ({err}); pass --overwrite to start again") from err
+            changed = _recipe_differences(earlier, recipe)
+            if changed:
+                raise AlembertError(f"{work}: the interrupted run had a different recipe (changed: "
+                                    f"{', '.join(changed)}); undo the change to resume, or pass --overwrite instead")
+        found = Checkpoints(work / "checkpoints").latest()
+        if found is None:
+            log(f"{work}: no usable checkpoint; starting afresh")
+    if found is None:
+        shutil.rmtree(work)
+    else:
+        path, state, _ = found
+        log(f"resuming from {path} ({state['phase']}, stage {state['stage']}, step {state['step']})")
+    return found
+
+
+def _create_work_dir(work: Path, recipe: Recipe) -> None:
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        work.mkdir(parents=True, exist_ok=True)
+        temporary = work / ".recipe.json.tmp"  # renamed into place: a kill mid-write leaves no torn record
+        temporary.write_text(json.dumps(recipe.model_dump(), indent=1, default=str), encoding="utf-8")
+        temporary.replace(work / "recipe.json")
     except OSError as err:
-        raise AlembertError(f"{final.parent}: cannot write the output directory ({err.strerror})") from err
+        raise AlembertError(f"{work.parent}: cannot write the output directory ({err.strerror})") from err
 
 
 def _publish(work: Path, final: Path) -> None:
@@ -95,14 +143,20 @@ def _publish(work: Path, final: Path) -> None:
 
 
 def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overwrite: bool = False,
-            controllers=()) -> RunResult:
-    """Run a recipe end to end: train the student, score teacher and student, write outputs/<run>/."""
+            controllers=(), resume: bool = False, log: Callable[[str], None] | None = None) -> RunResult:
+    """Run a recipe end to end: train the student, score teacher and student, write outputs/<run>/.
+
+    Checkpoints go to outputs/.<run>.partial/checkpoints while it trains; after a crash, `resume` continues from the
+    newest good one (and starts afresh when there is none)."""
+    log = log or (lambda message: None)
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     final = Path(recipe.output_dir) / recipe.name
     if final.exists() and not overwrite:  # refuse before any long work starts
         raise AlembertError(f"{final}: output directory exists (pass --overwrite to replace it)")
     _check_writable(final.parent)
+    work = _work_dir(final)
+    found = _resume_point(work, recipe, resume, overwrite, log)
     task = get_task(recipe.task if isinstance(recipe.task, str) else recipe.task.model_dump(), recipe.data_dir)
     data_seed = recipe.seed if recipe.data_seed is None else recipe.data_seed
     train_examples = task.load("train", recipe.train_limit, data_seed)
@@ -115,7 +169,8 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         supplementary_examples = load_supplementary(recipe.supplementary.source, recipe.supplementary.limit,
                                                     data_seed, recipe.data_dir)
     set_seed(recipe.seed)  # before any model is built: a new classification head is initialised randomly
-    loaded = [load_classifier(t.path, task.num_labels, require_head=True) for t in recipe.teacher_list]
+    loaded = [load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True)
+              for t in recipe.teacher_list]
     teachers = [model for model, _ in loaded]
     teacher, teacher_tokenizer = loaded[0] if loaded else (None, None)  # the student is built from the first
     student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels)
@@ -131,17 +186,28 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     if supplementary_examples is not None:
         supplementary = EncodedExamples(supplementary_examples, tokenizer, recipe.max_length, own_tokenizers)
 
-    work = _work_dir(final)
+    _create_work_dir(work, recipe)
+    checkpoints = Checkpoints(work / "checkpoints", recipe.checkpoint_keep)
+    found_phase = found[1]["phase"] if found else None
+
+    def plan(phase: str, extra: dict) -> CheckpointPlan:
+        return CheckpointPlan(checkpoints, recipe.checkpoint_every, phase,
+                              found[1:] if found_phase == phase else None, extra)
+
     try:
         logger = RunLogger(work)
         try:
             assistant = None
             if recipe.assistant is not None:  # the assistant learns from the teacher, the student from it
                 assistant = _assistant(recipe, teacher, student)
-                Trainer(_assistant_recipe(recipe), task, assistant, teachers, train, dev, logger, controllers,
-                        supplementary).fit()
+                if found_phase == "student":  # trained before the interruption: the checkpoint carries it
+                    assistant.load_state_dict(found[2]["assistant"])
+                else:
+                    Trainer(_assistant_recipe(recipe), task, assistant, teachers, train, dev, logger, controllers,
+                            supplementary, plan("assistant", {})).fit()
             trainer = Trainer(recipe, task, student, [assistant] if assistant else teachers, train, dev, logger,
-                              controllers, supplementary)
+                              controllers, supplementary,
+                              plan("student", {"assistant": assistant.state_dict()} if assistant else {}))
             result = trainer.fit()
             scored = []
             for spec, model, own in zip(recipe.teacher_list, teachers, own_tokenizers):
@@ -174,9 +240,14 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
             write_report(work, report, logger)
         finally:
             logger.close()
+        shutil.rmtree(work / "checkpoints")  # the published run is the student and its report, not the optimizer
+        (work / "recipe.json").unlink()
         _publish(work, final)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)  # nothing half-written is left behind
+        if checkpoints.newest() is None:
+            shutil.rmtree(work, ignore_errors=True)  # nothing half-written is left behind
+        else:
+            log(f"{work}: the checkpoints are kept; run again with --resume to continue")
         raise
     return RunResult(final, report)
 
@@ -232,7 +303,8 @@ def finetune(model: str, task: str | dict, name: str | None = None, output_dir: 
              epochs: float = 3.0, lr: float = 5e-5, batch_size: int = 32, max_length: int = 128,
              train_limit: int | None = None, dev_limit: int | None = None, seed: int = 42,
              data_dir: str | None = None, precision: str = "fp32", overwrite: bool = False,
-             speed: bool = True, data_seed: int | None = None, stress: dict | None = None) -> RunResult:
+             speed: bool = True, data_seed: int | None = None, stress: dict | None = None,
+             trust_remote_code: bool = False) -> RunResult:
     """Fine-tune `model` on `task` with labels alone: a teacher, or the no-teacher baseline of a student."""
     task_name = task if isinstance(task, str) else task.get("name", "custom")
     recipe = recipe_from_dict({
@@ -243,16 +315,17 @@ def finetune(model: str, task: str | dict, name: str | None = None, output_dir: 
                     "losses": [{"type": "prediction", "alpha": 0.0}]}],
         "output_dir": output_dir, "batch_size": batch_size, "max_length": max_length, "train_limit": train_limit,
         "dev_limit": dev_limit, "seed": seed, "data_dir": data_dir, "precision": precision, "speed": speed,
-        "data_seed": data_seed, "stress": stress,
+        "data_seed": data_seed, "stress": stress, "trust_remote_code": trust_remote_code,
     }, "finetune")
     return distill(recipe, overwrite=overwrite)
 
 
 def evaluate(model: str, task: str | dict, split: str = "dev", data_dir: str | None = None,
-             max_length: int = 128, limit: int | None = None, batch_size: int = 128, speed: bool = False) -> dict:
+             max_length: int = 128, limit: int | None = None, batch_size: int = 128, speed: bool = False,
+             trust_remote_code: bool = False) -> dict:
     """Score a checkpoint on a task split; with speed, also its size and latency."""
     task_obj = get_task(task, data_dir)
-    net, tokenizer = load_classifier(model, task_obj.num_labels, require_head=True)
+    net, tokenizer = load_classifier(model, task_obj.num_labels, trust_remote_code, require_head=True)
     data = EncodedExamples(task_obj.load(split, limit), tokenizer, max_length)
     result = {"model": str(model), "task": task_obj.name, "split": split, "examples": len(data),
               "metrics": score(net, data, task_obj, batch_size)}

@@ -41,6 +41,9 @@ def _number(kind, low, high=None, low_open=False):
 _FRACTION, _POSITIVE, _COUNT = _number(float, 0, 1), _number(float, 0, low_open=True), _number(int, 1)
 
 
+_TRUST = "let the model checkpoints run their own Python code (only for sources you trust)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="alembert", description="Distil fine-tuned encoders into small, fast students.")
@@ -71,11 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ft.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    ft.add_argument("--trust-remote-code", action="store_true", help=_TRUST)
 
     ds = sub.add_parser("distill", parents=[common],
                         help="run a distillation recipe (YAML)")
     ds.add_argument("recipe", help="recipe file, e.g. recipes/tinybert.yaml")
     _file_options(ds, "a recipe key", "stages.0.lr=3e-5", "replace an existing run directory")
+    ds.add_argument("--trust-remote-code", action="store_true", help=_TRUST)
+    ds.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run from its newest good checkpoint (start afresh if there is none)")
 
     pl = sub.add_parser("pool", parents=[common],
                         help="fine-tune a pool of teachers of distinct quality from one base (YAML)")
@@ -92,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="score a seeded subset of this many examples")
     ev.add_argument("--speed", action="store_true", help="also measure parameters and latency")
     ev.add_argument("--data-dir", help="data folder (default: $ALEMBERT_DATA, else ../shared/data)")
+    ev.add_argument("--trust-remote-code", action="store_true", help=_TRUST)
 
     dm = sub.add_parser("demo", parents=[common],
                         help="teacher on SST-2, TinyBERT-style 2-layer student, no-teacher baseline, table")
@@ -212,17 +220,19 @@ def _run(args) -> int:
                            lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
                            train_limit=args.train_limit, seed=args.seed, data_dir=data_dir,
                            precision=args.precision, overwrite=args.overwrite, data_seed=args.data_seed,
-                           stress=_stress(args))
+                           stress=_stress(args), trust_remote_code=args.trust_remote_code)
         _print_run(run)
     elif args.command == "distill":
-        overrides = list(args.overrides) + ([f"data_dir={data_dir}"] if args.data_dir else [])
-        run = api.distill(args.recipe, overrides, overwrite=args.overwrite)
+        overrides = list(args.overrides) + ([f"data_dir={data_dir}"] if args.data_dir else []) \
+            + (["trust_remote_code=true"] if args.trust_remote_code else [])
+        run = api.distill(args.recipe, overrides, overwrite=args.overwrite, resume=args.resume,
+                          log=lambda message: print(message, file=sys.stderr, flush=True))
         _print_run(run)
     elif args.command == "pool":
         _run_pool(args)
     elif args.command == "eval":
         print(json.dumps(api.evaluate(args.model, args.task, args.split, data_dir, args.max_length, args.limit,
-                                      speed=args.speed), indent=2))
+                                      speed=args.speed, trust_remote_code=args.trust_remote_code), indent=2))
     elif args.command == "demo":
         from alembert.demo import run_demo
 

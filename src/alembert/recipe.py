@@ -252,6 +252,9 @@ class Recipe(_Strict):
     group_by_length: bool = True  # batch examples of similar length together: less padding
     compile: bool = False  # torch.compile the student
     attention: Literal["sdpa", "eager"] = "sdpa"  # the attention kernel; losses rebuild the maps they need either way
+    checkpoint_every: int = Field(500, ge=0)  # optimizer steps between checkpoints (0: only at each stage's end)
+    checkpoint_keep: int = Field(2, ge=1)  # the newest checkpoints kept; older ones are deleted
+    trust_remote_code: bool = False  # let teacher and student checkpoints run their own Python code (auto_map)
 
     @property
     def teacher_list(self) -> list[TeacherSpec]:
