@@ -149,6 +149,9 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     Checkpoints go to outputs/.<run>.partial/checkpoints while it trains; after a crash, `resume` continues from the
     newest good one (and starts afresh when there is none)."""
     log = log or (lambda message: None)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would run the whole recipe into one folder
+        raise AlembertError("distill: running under accelerate launch / torchrun (several processes) is not supported "
+                            "yet; run it as one process")
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     final = Path(recipe.output_dir) / recipe.name
