@@ -18,6 +18,7 @@ from alembert.errors import AlembertError
 from alembert.evaluation.report import best_teacher, retained, write_model_card, write_report
 from alembert.evaluation.scoring import score
 from alembert.evaluation.speed import speed_profile
+from alembert.files import write_text_atomically
 from alembert.models.layout import find_layout
 from alembert.models.loading import load_classifier
 from alembert.models.students import extract_student, pick_layers, same_vocabulary, student_from_spec
@@ -123,9 +124,7 @@ def _resume_point(work: Path, recipe: Recipe, resume: bool, overwrite: bool, log
 def _create_work_dir(work: Path, recipe: Recipe) -> None:
     try:
         work.mkdir(parents=True, exist_ok=True)
-        temporary = work / ".recipe.json.tmp"  # renamed into place: a kill mid-write leaves no torn record
-        temporary.write_text(json.dumps(recipe.model_dump(), indent=1, default=str), encoding="utf-8")
-        temporary.replace(work / "recipe.json")
+        write_text_atomically(work / "recipe.json", json.dumps(recipe.model_dump(), indent=1, default=str))
     except OSError as err:
         raise AlembertError(f"{work.parent}: cannot write the output directory ({err.strerror})") from err
 

@@ -11,7 +11,6 @@ import copy
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from alembert.errors import AlembertError
+from alembert.files import write_text_atomically
 from alembert.recipe import GenericTaskSpec, Recipe, _Strict, format_validation_error, apply_overrides, recipe_from_dict
 from alembert.yaml_file import read_yaml_mapping
 
@@ -190,18 +190,6 @@ def _teacher_entry(run_dir: Path, report: dict, reused: bool) -> dict:
     }
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """A reader sees the old file or the new one, never half of one."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _task_name(pool: PoolSpec) -> str:
     return pool.task if isinstance(pool.task, str) else pool.task.name
 
@@ -231,7 +219,7 @@ def build_pool(spec_or_path: PoolSpec | dict | str | os.PathLike, overrides: lis
         entries.append(_teacher_entry(run_dir, report, reused))
     result = {"name": pool.name, "task": _task_name(pool), "base": pool.base,
               "main_metric": entries[0]["main_metric"], "teachers": entries}
-    _write_atomically(pool.directory / "pool.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(pool.directory / "pool.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from alembert.engine.data import EncodedExamples, teacher_view
-from alembert.files import sha256_file
+from alembert.files import fsync_path, sha256_file
 from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap, split_heads
 
 log = logging.getLogger(__name__)
@@ -206,8 +206,7 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
                 "request": {k: sorted(getattr(request, k)) for k in ("hidden", "attention", "qkv")}}
         (work / "meta.json").write_text(json.dumps(meta, indent=1))
         for file in work.iterdir():  # on disk before the rename makes the cache visible
-            with open(file, "rb+") as f:
-                os.fsync(f.fileno())
+            fsync_path(file)
         try:
             work.rename(path)
         except OSError:  # another process built the same cache meanwhile: theirs is as good, keep it
