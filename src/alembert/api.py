@@ -8,12 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from alembert.engine.data import EncodedExamples
 from alembert.engine.logger import RunLogger
 from alembert.engine.checkpoint import Checkpoints
-from alembert.engine.trainer import CheckpointPlan, Trainer
+from alembert.engine.trainer import CheckpointPlan, Trainer, check_launch
 from alembert.errors import AlembertError
 from alembert.evaluation.report import best_teacher, retained, write_model_card, write_report
 from alembert.evaluation.scoring import score
@@ -142,15 +144,13 @@ def _publish(work: Path, final: Path) -> None:
 
 
 def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overwrite: bool = False,
-            controllers=(), resume: bool = False, log: Callable[[str], None] | None = None) -> RunResult:
+            controllers=(), resume: bool = False, log: Callable[[str], None] | None = None) -> RunResult | None:
     """Run a recipe end to end: train the student, score teacher and student, write outputs/<run>/.
 
     Checkpoints go to outputs/.<run>.partial/checkpoints while it trains; after a crash, `resume` continues from the
-    newest good one (and starts afresh when there is none)."""
+    newest good one (and starts afresh when there is none). Under `accelerate launch` every process trains its share
+    of each batch and the main one writes; the others return None."""
     log = log or (lambda message: None)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would run the whole recipe into one folder
-        raise AlembertError("distill: running under accelerate launch / torchrun (several processes) is not supported "
-                            "yet; run it as one process")
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     final = Path(recipe.output_dir) / recipe.name
@@ -158,7 +158,11 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         raise AlembertError(f"{final}: output directory exists (pass --overwrite to replace it)")
     _check_writable(final.parent)
     work = _work_dir(final)
-    found = _resume_point(work, recipe, resume, overwrite, log)
+    # several processes under `accelerate launch`: the main one alone decides and writes (cpu: without it, a
+    # machine without GPUs would not join the processes into one run)
+    processes = PartialState(cpu=not torch.cuda.is_available())
+    check_launch(recipe, processes)
+    found = _resume_point(work, recipe, resume, overwrite, log) if processes.is_main_process else None
     task = get_task(recipe.task if isinstance(recipe.task, str) else recipe.task.model_dump(), recipe.data_dir)
     data_seed = recipe.seed if recipe.data_seed is None else recipe.data_seed
     train_examples = task.load("train", recipe.train_limit, data_seed)
@@ -188,8 +192,12 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
     if supplementary_examples is not None:
         supplementary = EncodedExamples(supplementary_examples, tokenizer, recipe.max_length, own_tokenizers)
 
-    _create_work_dir(work, recipe)
+    if processes.is_main_process:
+        _create_work_dir(work, recipe)
+    processes.wait_for_everyone()
     checkpoints = Checkpoints(work / "checkpoints", recipe.checkpoint_keep)
+    if not processes.is_main_process and resume:
+        found = checkpoints.latest()  # the one the main process chose: it cleared the folder otherwise
     found_phase = found[1]["phase"] if found else None
 
     def plan(phase: str, extra: dict) -> CheckpointPlan:
@@ -197,7 +205,7 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
                               found[1:] if found_phase == phase else None, extra)
 
     try:
-        logger = RunLogger(work)
+        logger = RunLogger(work if processes.is_main_process else None)
         try:
             assistant = None
             if recipe.assistant is not None:  # the assistant learns from the teacher, the student from it
@@ -211,6 +219,8 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
                               controllers, supplementary,
                               plan("student", {"assistant": assistant.state_dict()} if assistant else {}))
             result = trainer.fit()
+            if not processes.is_main_process:
+                return None  # trained its share; the main process scores, reports and publishes
             scored = []
             for spec, model, own in zip(recipe.teacher_list, teachers, own_tokenizers):
                 name = "teacher" if len(teachers) == 1 else f"teacher:{spec.name}"
@@ -246,7 +256,9 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         (work / "recipe.json").unlink()
         _publish(work, final)
     except BaseException:
-        if checkpoints.newest() is None:
+        if not processes.is_main_process:
+            pass
+        elif checkpoints.newest() is None:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written is left behind
         else:
             log(f"{work}: the checkpoints are kept; run again with --resume to continue")

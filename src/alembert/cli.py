@@ -246,6 +246,8 @@ def _run_pool(args) -> None:
     overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     pool = build_pool(args.pool, overrides, overwrite=args.overwrite,
                       log=lambda message: print(message, file=sys.stderr, flush=True))
+    if pool is None:  # a distributed run's other processes: the main one prints
+        return
     metric = pool["main_metric"]
     print(f"| teacher | layers | parameters | dev {metric} |\n|---|---:|---:|---:|")
     for t in pool["teachers"]:
@@ -258,6 +260,8 @@ def _run_pool(args) -> None:
 def _print_run(run) -> None:
     from alembert.evaluation.report import comparison_table
 
+    if run is None:  # a distributed run's other processes: the main one prints
+        return
     metric = run.report["task"]["main_metric"]
     if all("speed" in m for m in run.report["models"]):
         print(comparison_table(run.report["models"], metric))

@@ -195,8 +195,9 @@ def _task_name(pool: PoolSpec) -> str:
 
 
 def build_pool(spec_or_path: PoolSpec | dict | str | os.PathLike, overrides: list[str] = (), overwrite: bool = False,
-               log: Callable[[str], None] | None = None) -> dict:
-    """Train (or reuse) every teacher of the pool, write <output_dir>/<pool>/pool.json and return its content.
+               log: Callable[[str], None] | None = None) -> dict | None:
+    """Train (or reuse) every teacher of the pool, write <output_dir>/<pool>/pool.json and return its content (None in
+    the processes of an `accelerate launch` other than the main one).
 
     pool.json: name, task, base, main_metric and `teachers`, in the pool file's order, each with name, path (its
     student/ checkpoint), layers, parameters, dev_metrics, main_metric, dev_main_metric, train_examples, seconds,
@@ -215,8 +216,13 @@ def build_pool(spec_or_path: PoolSpec | dict | str | os.PathLike, overrides: lis
         if log:
             log(f"teacher {i + 1}/{len(recipes)}: {teacher.name} ({'reused' if reused else 'training'})")
         if not reused:
-            report = distill(recipe, overwrite=overwrite).report
+            run = distill(recipe, overwrite=overwrite)
+            if run is None:  # another process of an `accelerate launch`: it trained its share, the main one records
+                continue
+            report = run.report
         entries.append(_teacher_entry(run_dir, report, reused))
+    if len(entries) < len(recipes):
+        return None
     result = {"name": pool.name, "task": _task_name(pool), "base": pool.base,
               "main_metric": entries[0]["main_metric"], "teachers": entries}
     write_text_atomically(pool.directory / "pool.json", json.dumps(result, indent=2) + "\n")

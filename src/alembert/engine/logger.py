@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
 
 class RunLogger:
-    def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
+    """directory None: memory only (the processes of a distributed run other than the main one)."""
+
+    def __init__(self, directory: Path | None):
         self.rows: list[dict] = []
-        self._writer = SummaryWriter(log_dir=str(directory / "tensorboard"))
-        self._csv_file = open(directory / "metrics.csv", "w", newline="", encoding="utf-8")
+        if directory is None:
+            self._writer, self._csv_file = None, io.StringIO()
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._writer = SummaryWriter(log_dir=str(directory / "tensorboard"))
+            self._csv_file = open(directory / "metrics.csv", "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["stage", "step", "key", "value"])
 
@@ -20,7 +26,8 @@ class RunLogger:
         for key, value in values.items():
             self.rows.append({"stage": stage, "step": step, "key": key, "value": float(value)})
             self._csv.writerow([stage, step, key, f"{float(value):.6g}"])
-            self._writer.add_scalar(f"{stage}/{key}", float(value), step)
+            if self._writer is not None:
+                self._writer.add_scalar(f"{stage}/{key}", float(value), step)
         self._csv_file.flush()
 
     def restore(self, rows: list[dict]) -> None:
@@ -39,5 +46,6 @@ class RunLogger:
         return [p[0] for p in points], [p[1] for p in points]
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
         self._csv_file.close()

@@ -94,6 +94,7 @@ class Objective(nn.Module):
             teacher_req |= FeatureRequest(**{kind_of_request: frozenset(t for _, t in pairs)})
             self.terms.append(Term(spec, loss, pairs, self_loss))
         self.student_request, self.teacher_request = student_req, teacher_req
+        self.student_logits_used = any(t.name == "prediction" for t in self.terms)
         self.needs_teacher_logits = any(
             t.name == "prediction" and t.loss.alpha > 0 for t in self.terms)
 

@@ -6,6 +6,7 @@ import functools
 import itertools
 import math
 import operator
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.utils import (DataLoaderConfiguration, DistributedDataParallelKwargs, DistributedType,
+                               GradientAccumulationPlugin, broadcast_object_list, set_seed)
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -30,7 +32,7 @@ from alembert.engine.rl_kd import RLTeacherSelector
 from alembert.engine.teacher_cache import CacheInfo, default_cache_root, prepare_cache
 from alembert.errors import AlembertError
 from alembert.evaluation.scoring import score
-from alembert.models.features import FeatureTap
+from alembert.models.features import FeatureTap, TappedForward
 from alembert.models.layout import find_layout
 from alembert.recipe import Recipe, StageSpec
 from alembert.tasks import Task
@@ -79,7 +81,14 @@ class Trainer:
             self.datasets.update({"supplementary": supplementary,
                                   "task+supplementary": join_unlabeled(train, supplementary)})
         self.logger, self.controllers = logger, list(controllers)
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # Under `accelerate launch` (DDP) the recipe's batch is the global batch, split across the processes, so a
+        # recipe trains the same way on any number of them.
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(), dataloader_config=DataLoaderConfiguration(split_batches=True),
+            kwargs_handlers=[DistributedDataParallelKwargs()],
+            # steps sync every grad_accum micro-steps, also across an epoch's end, with one process or many
+            gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=1, sync_with_dataloader=False))
+        self.distributed = self.accelerator.num_processes > 1
         # bf16 autocast of our own rather than accelerate's mixed_precision, which is fixed for the whole process
         # once set (so one process could not run an fp32 recipe and then a bf16 one)
         self.autocast = functools.partial(torch.autocast, self.accelerator.device.type, dtype=torch.bfloat16,
@@ -177,8 +186,9 @@ class Trainer:
         request = functools.reduce(operator.or_, (o.teacher_request for _, o in users))  # one cache for all stages
         root = Path(self.recipe.cache_dir) if self.recipe.cache_dir else default_cache_root()
         passes = sum(stage.epochs for stage, _ in users)
-        return prepare_cache(root, self.teachers[k], self.datasets[data_name], self.recipe.max_length, request,
-                             self.recipe.precision, build=passes > 1, autocast=self.autocast, teacher_index=k)
+        with self.accelerator.local_main_process_first():  # one process per machine builds it, the others find it
+            return prepare_cache(root, self.teachers[k], self.datasets[data_name], self.recipe.max_length, request,
+                                 self.recipe.precision, build=passes > 1, autocast=self.autocast, teacher_index=k)
 
     def _run_stage(self, index: int, stage: StageSpec, objective: Objective) -> None:
         acc = self.accelerator
@@ -195,19 +205,30 @@ class Trainer:
         total_steps = math.ceil(micro_steps / stage.grad_accum)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(stage.warmup * total_steps), total_steps)
         acc.gradient_accumulation_steps = stage.grad_accum
-        student, objective, optimizer = acc.prepare(self.student, objective, optimizer)
-        evaluate = stage.evaluate if stage.evaluate is not None else stage.trains_logits
-        eval_every = stage.eval_every or math.ceil(len(loader) / stage.grad_accum)
         student_request = objective.student_request
         for c in self.controllers:
-            student_request |= c.student_request(find_layout(student))
-        student_tap = FeatureTap(student, student_request)
+            student_request |= c.student_request(find_layout(self.student))
+        student_tap = FeatureTap(self.student, student_request)
+        if self.distributed:  # DDP wraps the tap's forward, whose output holds only what the losses use
+            # a stage that does not train the head leaves parameters without gradient, which DDP must look for
+            acc.ddp_handler.find_unused_parameters = not objective.student_logits_used
+            student = student_tap.runner = acc.prepare(TappedForward(student_tap, objective.student_logits_used))
+            acc.ddp_handler.find_unused_parameters = False  # the objective's projections all take part
+            loader = acc.prepare(loader)  # each process reads its share of every global batch
+        else:
+            student = acc.prepare(self.student)
+        optimizer = acc.prepare(optimizer)
+        # the objective's projections train too: under DDP it is wrapped to sync their gradients, and called through
+        # the wrapper; one without trainable parameters is left as it is (DDP refuses it)
+        run_objective = acc.prepare(objective) if any(p.requires_grad for p in objective.parameters()) else objective
+        evaluate = stage.evaluate if stage.evaluate is not None else stage.trains_logits
+        eval_every = stage.eval_every or math.ceil(len(loader) / stage.grad_accum)
         teachers = self.teachers if objective.needs_teacher else []
         caches = [self.caches[stage.data, k] if stage.mixup is None else None for k in range(len(teachers))]
         teacher_taps = [FeatureTap(t, objective.teacher_request) if cache is None else None
                         for t, cache in zip(teachers, caches)]
         mixup = MixUp(stage.mixup.alpha, self.recipe.seed + index) if stage.mixup else None
-        mixed_models = [student] + [t for t, tap in zip(teachers, teacher_taps) if tap is not None]
+        mixed_models = [self.student] + [t for t, tap in zip(teachers, teacher_taps) if tap is not None]
         consistency = stage.consistency
         consistency_terms = objective.consistency_terms(consistency.released_script) if consistency else []
         self.steps_per_epoch = len(loader)  # micro-batches; controllers read it at the stage's start
@@ -215,7 +236,7 @@ class Trainer:
             c.on_stage_start(stage, self)
 
         step, micro, running, metric = 0, 0, {}, None
-        generator = loader.generator  # orders each epoch: its state at an epoch's start replays that epoch
+        generator = generator_of(loader)  # orders each epoch: its state at an epoch's start replays that epoch
         epoch = resumed_epoch = None  # (micro-steps before the epoch, the generator's state at its start)
         if self._resume is not None:  # continue from the very next micro-step: this stage's first, or a later one
             state, tensors = self._resume
@@ -258,7 +279,7 @@ class Trainer:
                                for cache in caches]
                     batch = {k: v.to(acc.device) for k, v in batch.items()}
                     student.train()
-                    with acc.accumulate(student), self.autocast():
+                    with acc.accumulate(student, run_objective), self.autocast():
                         lam = mixup.sample() if mixup else 1.0
                         inputs = mixup.mixed_batch(batch) if mixup else batch
                         with mixup.mixing(mixed_models, lam) if mixup else nullcontext():
@@ -269,7 +290,7 @@ class Trainer:
                                         t_feats[k] = tap.run(teacher_view(inputs, k))
                         weights = self._example_weights(batch, s_feats, t_feats)
                         teacher_weights = self._teacher_weights(batch, s_feats, t_feats, objective)
-                        loss, parts = objective(s_feats, t_feats, batch.get("labels"), weights, teacher_weights)
+                        loss, parts = run_objective(s_feats, t_feats, batch.get("labels"), weights, teacher_weights)
                         self._check_finite(loss, parts, stage, step + 1, batch)
                         if teacher_weights is not None:  # each teacher's mean share: the report plots them
                             parts.update({f"weight/{name}": float(w) for name, w in
@@ -289,7 +310,7 @@ class Trainer:
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
                     micro += 1
-                    self.result.examples_seen += len(batch["index"])
+                    self.result.examples_seen += len(batch["index"]) * acc.num_processes
                     for key, value in parts.items():
                         running.setdefault(key, []).append(value)
                     if not acc.sync_gradients:
@@ -299,6 +320,9 @@ class Trainer:
                     bar.update(1)
                     if step % LOG_EVERY == 0 or step == total_steps:
                         means = {k: sum(v) / len(v) for k, v in running.items()}
+                        if self.distributed:  # each process saw its share of the batches: log the whole batches'
+                            values = torch.tensor(list(means.values()), dtype=torch.float64, device=acc.device)
+                            means = dict(zip(means, acc.reduce(values, reduction="mean").tolist()))
                         means["lr"] = scheduler.get_last_lr()[0]
                         self.logger.log(stage.name, step, means)
                         bar.set_postfix(loss=f"{means['total']:.4f}", **({"metric": f"{metric:.2f}"} if metric else {}))
@@ -315,11 +339,11 @@ class Trainer:
             for tap in [student_tap, *teacher_taps]:
                 if tap is not None:
                     tap.close()
-        self.student = acc.unwrap_model(student)
         for c in self.controllers:
             c.on_stage_end(stage, self)
         if self.plan:
             checkpoint(index + 1, at_end=True)
+        acc.wait_for_everyone()
 
     def _save_checkpoint(self, position: dict, within_stage: tuple | None) -> None:
         """Everything the run needs to continue from here. `within_stage`: the stage's (objective, optimizer,
@@ -336,7 +360,9 @@ class Trainer:
             objective, optimizer, scheduler = within_stage
             state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
             tensors["objective"] = objective.state_dict()
-        self.plan.checkpoints.save(state, tensors)
+        if self.accelerator.is_main_process:
+            self.plan.checkpoints.save(state, tensors)
+        self.accelerator.wait_for_everyone()
 
     def _check_finite(self, value: torch.Tensor, parts: dict, stage: StageSpec, step: int, batch: dict) -> None:
         """Stop at the first loss (or gradient) that is not finite: naming the term, the step and the examples,
@@ -387,7 +413,11 @@ class Trainer:
 
     def _evaluate(self, stage: StageSpec, step: int) -> float:
         start = time.perf_counter()
-        metrics = score(self.student, self.dev_data, self.task, self.recipe.eval_batch_size)
+        metrics = None
+        if self.accelerator.is_main_process:  # one process scores; the others learn the result from it
+            metrics = score(self.student, self.dev_data, self.task, self.recipe.eval_batch_size)
+        if self.distributed:
+            metrics = broadcast_object_list([metrics])[0]
         self.logger.log(stage.name, step, {f"dev_{k}": v for k, v in metrics.items()})
         self.result.history.append({"stage": stage.name, "step": step, **metrics})
         main = metrics[self.task.main_metric]
@@ -421,3 +451,29 @@ def _set_rng_state(state: dict) -> None:
 def _as_tuple(value):
     """A random.Random state as setstate wants it (tuples all the way down) from what a checkpoint returns."""
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def generator_of(loader) -> torch.Generator:
+    """The generator that orders a loader's epochs (inside accelerate's wrapper too)."""
+    sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    if sampler is None:  # accelerate shards the batch sampler: the original is inside it
+        sampler = getattr(getattr(getattr(loader, "batch_sampler", None), "batch_sampler", None), "sampler", None)
+    return getattr(sampler, "generator", None) or loader.generator
+
+
+def check_launch(recipe: Recipe, state: PartialState) -> None:
+    """What the launcher asked for that this loop does not do, said before any work: it trains with DDP (one process
+    or several, GPUs or CPUs) and sets its own precision from the recipe."""
+    kind = state.distributed_type
+    if kind not in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        raise AlembertError(f"accelerate config: distributed_type {kind.value} is not supported (alembert trains with "
+                            "DDP: choose multi-GPU or multi-CPU in accelerate config)")
+    precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if precision != "no":
+        raise AlembertError(f"accelerate config: mixed_precision {precision} is not used (set the recipe's "
+                            "precision: bf16 instead, and launch with --mixed_precision no)")
+    if state.num_processes > 1 and recipe.batch_size % state.num_processes:
+        raise AlembertError(f"batch_size: {recipe.batch_size} does not split across {state.num_processes} processes "
+                            "(the recipe's batch is the global batch; use a multiple of the process count)")
+    if state.num_processes > 1 and recipe.combine.rule == "rl":
+        raise AlembertError("combine.rule: rl learns its policy in one process; run RL-KD without accelerate launch")

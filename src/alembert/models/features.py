@@ -65,10 +65,12 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 class FeatureTap:
-    """Registers only the hooks a FeatureRequest needs on `model`; `run(batch)` returns Features."""
+    """Registers only the hooks a FeatureRequest needs on `model`; `run(batch)` returns Features. `runner`, when set,
+    runs the forward passes that build a graph: the tap's DistributedDataParallel-wrapped TappedForward."""
 
     def __init__(self, model: nn.Module, request: FeatureRequest):
         self.model = model
+        self.runner: nn.Module | None = None
         self.request = request
         self.layout = find_layout(model)
         self._takes_token_types = takes_token_types(model)
@@ -100,6 +102,12 @@ class FeatureTap:
         return hook
 
     def run(self, batch: dict[str, torch.Tensor]) -> Features:
+        if self.runner is not None and torch.is_grad_enabled():
+            return self.runner(batch)
+        return self.collect(batch)
+
+    def collect(self, batch: dict[str, torch.Tensor]) -> Features:
+        """The model's forward pass on `batch`, with the requested features gathered by the hooks."""
         self._store = {}
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         if not self._takes_token_types:
@@ -131,3 +139,20 @@ class FeatureTap:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class TappedForward(nn.Module):
+    """A FeatureTap's forward pass as a module, for DistributedDataParallel to wrap. DDP waits for a gradient for every
+    parameter reachable from what forward returns, so the logits go out detached when no loss of the stage reads
+    them: the head (and, e.g., a last layer's feed-forward block that only the logits depend on) then takes no part."""
+
+    def __init__(self, tap: FeatureTap, logits_used: bool):
+        super().__init__()
+        self.model = tap.model
+        self.tap, self.logits_used = tap, logits_used
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> Features:
+        features = self.tap.collect(batch)
+        if not self.logits_used:
+            features.logits = features.logits.detach()
+        return features
