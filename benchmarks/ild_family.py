@@ -11,7 +11,9 @@ the teacher are the same for every seed (data_seed 42), so the spread is the tra
     .venv/bin/python benchmarks/ild_family.py --summarise-only
 
 Each run goes in its own process with one thread; --workers of them run side by side (accuracy only: no timing
-is compared here). Writes benchmarks/results/ild_family.json and .md (the table in benchmarks/RESULTS.md).
+is compared here). Writes benchmarks/results/ild_family.json and .md (the tables in benchmarks/RESULTS.md): the
+scores, mean ± std over the seeds, and CR-ILD's claims as paired differences per seed (lild − tinybert, crild −
+tinybert, crild − lild: mean ± std, and on how many seeds the first method wins).
 """
 from __future__ import annotations
 
@@ -44,6 +46,10 @@ METHODS = ("no-teacher", "kd", "tinybert", "pkd", "minilm", "lild", "crild")
 RECIPE = {"no-teacher": "tinybert", "kd": "kd", "tinybert": "tinybert", "pkd": "pkd", "minilm": "minilm",
           "lild": "lild", "crild": "crild"}
 DATA_SEED = 42
+
+
+# CR-ILD's claims: last-layer ILD beats uniform ILD on small or noisy data, and CR-ILD beats both
+CLAIMS = (("lild", "tinybert"), ("crild", "tinybert"), ("crild", "lild"))
 
 
 def teacher_dir(dataset: str) -> Path:
@@ -99,13 +105,14 @@ def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
         main = report["task"]["main_metric"]
         rows = {"teacher": {"values": [next(m for m in report["models"] if m["name"] == "student")["metrics"][main]],
                             "train_examples": report["data"]["train_examples"]}}
+        by_seed = {}
         for method in METHODS:
-            runs = [r for r in (metric_of(dataset, method, s) for s in seeds) if r is not None]
-            rows[method] = {"values": [r["metrics"][main] for r in runs],
-                            "seconds": [r["seconds"] for r in runs]}
+            by_seed[method] = {s: r for s in seeds if (r := metric_of(dataset, method, s)) is not None}
+            rows[method] = {"values": [r["metrics"][main] for r in by_seed[method].values()],
+                            "seconds": [r["seconds"] for r in by_seed[method].values()]}
         for row in rows.values():
             row.update(_parallel.spread(row["values"]))
-        results[dataset] = {"metric": main, "rows": rows}
+        results[dataset] = {"metric": main, "rows": rows, "claims": _claims(by_seed, main)}
     names = list(results)
     lines = ["| method | " + " | ".join(f"{d} ({results[d]['metric']})" for d in names) + " | average |",
              "|---|" + "---:|" * (len(names) + 1)]
@@ -118,7 +125,27 @@ def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
             cells.append(_parallel.cell(row, row["n"] if method == "teacher" else len(seeds)))
         average = f"{statistics.mean(means):.1f}" if len(means) == len(names) and names else "–"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {average} |")
+    lines += ["", "| paired, per seed | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for better, than in CLAIMS:
+        cells = []
+        for d in names:
+            claim = results[d]["claims"].get(f"{better}-{than}")
+            cells.append("–" if claim is None else f"{claim['mean']:+.1f} ± {claim['std']:.1f} "
+                                                   f"({claim['wins']}/{claim['n']})")
+        lines.append(f"| {better} − {than} (wins) | " + " | ".join(cells) + " |")
     return results, "\n".join(lines)
+
+
+def _claims(by_seed: dict, main: str) -> dict:
+    """The paper's claims as paired differences over the seeds both methods have: mean ± std, and wins."""
+    claims = {}
+    for better, than in CLAIMS:
+        seeds = sorted(set(by_seed[better]) & set(by_seed[than]))
+        if seeds:
+            differences = [by_seed[better][s]["metrics"][main] - by_seed[than][s]["metrics"][main] for s in seeds]
+            claims[f"{better}-{than}"] = {**_parallel.spread(differences), "differences": differences,
+                                          "wins": sum(d > 0 for d in differences)}
+    return claims
 
 
 def main() -> None:
