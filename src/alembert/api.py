@@ -256,12 +256,11 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         (work / "recipe.json").unlink()
         _publish(work, final)
     except BaseException:
-        if not processes.is_main_process:
-            pass
-        elif checkpoints.newest() is None:
-            shutil.rmtree(work, ignore_errors=True)  # nothing half-written is left behind
-        else:
-            log(f"{work}: the checkpoints are kept; run again with --resume to continue")
+        if processes.is_main_process:  # the folder is the main process's to clear or keep
+            if checkpoints.newest() is None:
+                shutil.rmtree(work, ignore_errors=True)  # nothing half-written is left behind
+            else:
+                log(f"{work}: the checkpoints are kept; run again with --resume to continue")
         raise
     return RunResult(final, report)
 
