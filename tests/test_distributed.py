@@ -4,7 +4,7 @@ The recipe's batch is the global batch: each of the 2 processes trains on half o
 gradients, which is the 1-process gradient up to the order of floating-point sums. Dropout is off (each process
 draws its own masks) and every toy sentence has the same length (each half-batch then averages its token losses
 over as many tokens as the whole), so what is left to differ is that order. Tolerance: 1e-4 on every logged loss
-(relative, or 1e-6 absolute) and every student weight (absolute); dev metrics equal. Measured: about 5e-6 and 1e-5.
+(relative, or 1e-6 absolute) and every student weight (absolute); dev metrics equal. Measured: 4e-6 and 1e-5.
 """
 import csv
 import json

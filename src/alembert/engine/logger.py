@@ -7,6 +7,8 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
+HEADER = ["stage", "step", "key", "value"]  # metrics.csv
+
 
 class RunLogger:
     """directory None: memory only (the processes of a distributed run other than the main one)."""
@@ -20,12 +22,12 @@ class RunLogger:
             self._writer = SummaryWriter(log_dir=str(directory / "tensorboard"))
             self._csv_file = open(directory / "metrics.csv", "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(["stage", "step", "key", "value"])
+        self._csv.writerow(HEADER)
 
     def log(self, stage: str, step: int, values: dict[str, float]) -> None:
         for key, value in values.items():
             self.rows.append({"stage": stage, "step": step, "key": key, "value": float(value)})
-            self._csv.writerow([stage, step, key, f"{float(value):.6g}"])
+            self._write_row(self.rows[-1])
             if self._writer is not None:
                 self._writer.add_scalar(f"{stage}/{key}", float(value), step)
         self._csv_file.flush()
@@ -36,10 +38,13 @@ class RunLogger:
         self.rows = [dict(r) for r in rows]
         self._csv_file.seek(0)
         self._csv_file.truncate()
-        self._csv.writerow(["stage", "step", "key", "value"])
-        for r in self.rows:
-            self._csv.writerow([r["stage"], r["step"], r["key"], f"{r['value']:.6g}"])
+        self._csv.writerow(HEADER)
+        for row in self.rows:
+            self._write_row(row)
         self._csv_file.flush()
+
+    def _write_row(self, row: dict) -> None:
+        self._csv.writerow([row["stage"], row["step"], row["key"], f"{row['value']:.6g}"])
 
     def series(self, stage: str, key: str) -> tuple[list[int], list[float]]:
         points = [(r["step"], r["value"]) for r in self.rows if r["stage"] == stage and r["key"] == key]

@@ -353,7 +353,7 @@ class Trainer:
         result["seconds"] = self._elapsed_before + time.perf_counter() - self._fit_start
         state = dict(position, result=result, logger_rows=self.logger.rows, rng=_rng_state(),
                      controllers=[[type(c).__name__, c.state_dict()] for c in self.controllers])
-        tensors = {"student": self.accelerator.unwrap_model(self.student).state_dict(), **self.plan.extra}
+        tensors = {"student": self.student.state_dict(), **self.plan.extra}  # never wrapped: DDP wraps its tap
         if self._best_state is not None:
             tensors["best"] = self._best_state
         if within_stage is not None:
