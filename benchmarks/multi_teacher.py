@@ -12,7 +12,8 @@ single-<teacher> (that teacher alone), mean (equal weights), rl-student_loss, rl
 
 Each run is its own single-threaded process, two side by side. The training cost of RL-KD is compared with
 mean-of-teachers as the ratio of their training seconds on the same dataset and seed, both measured in this one
-benchmark run under the same load. Writes benchmarks/results/multi_teacher.json and .md.
+benchmark run under the same load. RL-KD's mean selection rate of each teacher (over the seeds) gets its own
+table. Writes benchmarks/results/multi_teacher.json and .md.
 """
 from __future__ import annotations
 
@@ -163,6 +164,12 @@ def _table(results: dict, seeds: int) -> str:
                          f"{claim['minus_mean']['mean']:+.1f} ({claim['wins']}/{claim['seeds']}), "
                          f"{claim['cost_ratio_vs_mean']:.2f}×")
         lines.append(f"| {reward} | " + " | ".join(cells) + " |")
+    lines += ["", "| RL-KD reward: selection rate | " + " | ".join(" / ".join(TEACHERS) + f" ({d})" for d in names)
+              + " |", "|---|" + "---:|" * len(names)]
+    for reward in REWARDS:
+        rates = [results[d]["rows"][f"rl-{reward}"].get("selection_rate") for d in names]
+        lines.append(f"| {reward} | " + " | ".join("–" if r is None else " / ".join(f"{r[t]:.2f}" for t in TEACHERS)
+                                                   for r in rates) + " |")
     return "\n".join(lines)
 
 
