@@ -5,7 +5,8 @@ the whole 6-layer model; its first 3 layers; the whole model on 500 examples wit
 on the labels. Then 2-layer students (hidden 384, layers 3 and 6 of all-MiniLM-L6-v2: the same start for every
 method), each distilled with logit KD (alpha 0.7, T 2, 3 epochs, lr 1e-4) for each seed:
 single-<teacher> (that teacher alone), mean (equal weights), rl-student_loss, rl-distill_loss, rl-dev_metric
-(recipes/rlkd.yaml with each reward). The data and the teachers are the same for every seed (data_seed 42).
+(recipes/rlkd.yaml with each reward), and rl-student_loss-lr1e-2 (the same with a 10x policy lr). The data and
+the teachers are the same for every seed (data_seed 42).
 
     .venv/bin/python benchmarks/multi_teacher.py [--datasets mrpc,rte,sst2] [--seeds 42,43,44] [--workers 2]
     .venv/bin/python benchmarks/multi_teacher.py --summarise-only
@@ -40,7 +41,11 @@ DATASETS = {
 }
 TEACHERS = ("full", "half-depth", "small-data")
 REWARDS = ("student_loss", "distill_loss", "dev_metric")
-METHODS = tuple(f"single-{t}" for t in TEACHERS) + ("mean",) + tuple(f"rl-{r}" for r in REWARDS)
+# A probe beside the recipe's policy lr (1e-3): is a policy that barely moves from its start the reason RL-KD
+# tracks mean-of-teachers?  Same recipe, reward student_loss, policy lr 1e-2.
+PROBES = {"rl-student_loss-lr1e-2": ("student_loss", ["combine.selector.lr=0.01"])}
+RL_METHODS = tuple(f"rl-{r}" for r in REWARDS) + tuple(PROBES)
+METHODS = tuple(f"single-{t}" for t in TEACHERS) + ("mean",) + RL_METHODS
 
 
 def pool_spec(dataset: str) -> dict:
@@ -79,7 +84,8 @@ def train_student(dataset: str, method: str, seed: int) -> None:
                  f"train_limit={cfg['train_limit'] or 'null'}", f"seed={seed}", f"data_seed={DATA_SEED}",
                  f"output_dir={RUNS}", "speed=false"]
     if method.startswith("rl-"):
-        recipe = load_recipe(ROOT / "recipes" / "rlkd.yaml", overrides + [f"combine.selector.reward={method[3:]}"])
+        reward, extra = PROBES.get(method, (method[3:], []))
+        recipe = load_recipe(ROOT / "recipes" / "rlkd.yaml", overrides + [f"combine.selector.reward={reward}"] + extra)
     else:
         recipe = load_recipe(ROOT / "recipes" / "multi_teacher.yaml", overrides)
     api.distill(recipe, overwrite=True)
@@ -131,14 +137,14 @@ def _claims(teacher_scores: dict, rows: dict, by_seed: dict) -> dict:
     claims = {"best_teacher": max(teacher_scores, key=teacher_scores.get),
               "best_teacher_for_the_student": max(singles, key=singles.get) if singles else None}
     mean_runs = by_seed["mean"]
-    for reward in REWARDS:
-        rl_runs = by_seed[f"rl-{reward}"]
+    for method in RL_METHODS:
+        rl_runs = by_seed[method]
         seeds = sorted(set(rl_runs) & set(mean_runs))
         if not seeds:
             continue
         differences = [rl_runs[s]["metric"] - mean_runs[s]["metric"] for s in seeds]
         ratios = [rl_runs[s]["train_seconds"] / mean_runs[s]["train_seconds"] for s in seeds]
-        claims[f"rl-{reward}"] = {"minus_mean": _parallel.spread(differences),
+        claims[method] = {"minus_mean": _parallel.spread(differences),
                                   "wins": sum(d > 0 for d in differences), "seeds": len(seeds),
                                   "cost_ratio_vs_mean": statistics.median(ratios)}
     return claims
@@ -154,21 +160,21 @@ def _table(results: dict, seeds: int) -> str:
     for method in METHODS:
         lines.append(f"| student: {method} | " + " | ".join(_parallel.cell(results[d]["rows"][method], seeds)
                                                             for d in names) + " |")
-    lines += ["", "| RL-KD reward | " + " | ".join(f"{d}: RL − mean (wins), cost × mean" for d in names) + " |",
+    lines += ["", "| RL-KD | " + " | ".join(f"{d}: RL − mean (wins), cost × mean" for d in names) + " |",
               "|---|" + "---:|" * len(names)]
-    for reward in REWARDS:
+    for method in RL_METHODS:
         cells = []
         for d in names:
-            claim = results[d]["claims"].get(f"rl-{reward}")
+            claim = results[d]["claims"].get(method)
             cells.append("–" if claim is None else
                          f"{claim['minus_mean']['mean']:+.1f} ({claim['wins']}/{claim['seeds']}), "
                          f"{claim['cost_ratio_vs_mean']:.2f}×")
-        lines.append(f"| {reward} | " + " | ".join(cells) + " |")
-    lines += ["", "| RL-KD reward: selection rate | " + " | ".join(" / ".join(TEACHERS) + f" ({d})" for d in names)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "| RL-KD: selection rate | " + " | ".join(" / ".join(TEACHERS) + f" ({d})" for d in names)
               + " |", "|---|" + "---:|" * len(names)]
-    for reward in REWARDS:
-        rates = [results[d]["rows"][f"rl-{reward}"].get("selection_rate") for d in names]
-        lines.append(f"| {reward} | " + " | ".join("–" if r is None else " / ".join(f"{r[t]:.2f}" for t in TEACHERS)
+    for method in RL_METHODS:
+        rates = [results[d]["rows"][method].get("selection_rate") for d in names]
+        lines.append(f"| {method} | " + " | ".join("–" if r is None else " / ".join(f"{r[t]:.2f}" for t in TEACHERS)
                                                    for r in rates) + " |")
     return "\n".join(lines)
 
