@@ -47,6 +47,11 @@ def spread(values: list[float]) -> dict:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
+def signed(difference: dict) -> str:
+    """A paired difference's spread as '+mean ± std'."""
+    return f"{difference['mean']:+.1f} ± {difference['std']:.1f}"
+
+
 def cell(row: dict, seeds: int) -> str:
     """'mean ± std', with the count when some seeds are missing; '–' when there is nothing."""
     if row["mean"] is None:

@@ -130,8 +130,7 @@ def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
         cells = []
         for d in names:
             claim = results[d]["claims"].get(f"{better}-{than}")
-            cells.append("–" if claim is None else f"{claim['mean']:+.1f} ± {claim['std']:.1f} "
-                                                   f"({claim['wins']}/{claim['n']})")
+            cells.append("–" if claim is None else f"{_parallel.signed(claim)} ({claim['wins']}/{claim['n']})")
         lines.append(f"| {better} − {than} (wins) | " + " | ".join(cells) + " |")
     return results, "\n".join(lines)
 

@@ -134,8 +134,18 @@ def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
 
 def _claims(teacher_scores: dict, rows: dict, by_seed: dict) -> dict:
     singles = {t: rows[f"single-{t}"]["mean"] for t in TEACHERS if rows[f"single-{t}"]["mean"] is not None}
-    claims = {"best_teacher": max(teacher_scores, key=teacher_scores.get),
-              "best_teacher_for_the_student": max(singles, key=singles.get) if singles else None}
+    best = max(teacher_scores, key=teacher_scores.get)
+    claims = {"best_teacher": best,
+              "best_teacher_for_the_student": max(singles, key=singles.get) if singles else None,
+              "single_minus_best_teacher": {}}
+    # Claim 1 seed by seed: the student of each other teacher minus the student of the best teacher.
+    for teacher in TEACHERS:
+        other, best_runs = by_seed[f"single-{teacher}"], by_seed[f"single-{best}"]
+        seeds = sorted(set(other) & set(best_runs))
+        if teacher != best and seeds:
+            differences = [other[s]["metric"] - best_runs[s]["metric"] for s in seeds]
+            claims["single_minus_best_teacher"][teacher] = {"difference": _parallel.spread(differences),
+                                                            "wins": sum(d > 0 for d in differences)}
     mean_runs = by_seed["mean"]
     for method in RL_METHODS:
         rl_runs = by_seed[method]
@@ -160,6 +170,16 @@ def _table(results: dict, seeds: int) -> str:
     for method in METHODS:
         lines.append(f"| student: {method} | " + " | ".join(_parallel.cell(results[d]["rows"][method], seeds)
                                                             for d in names) + " |")
+    lines += ["", "| student of a teacher − student of the best teacher (wins) | " + " | ".join(names) + " |",
+              "|---|" + "---:|" * len(names)]
+    for teacher in TEACHERS:
+        cells = []
+        for d in names:
+            claims = results[d]["claims"]
+            pair = claims["single_minus_best_teacher"].get(teacher)
+            cells.append("(best teacher)" if teacher == claims["best_teacher"] else "–" if pair is None else
+                         f"{_parallel.signed(pair['difference'])} ({pair['wins']}/{pair['difference']['n']})")
+        lines.append(f"| {teacher} | " + " | ".join(cells) + " |")
     lines += ["", "| RL-KD | " + " | ".join(f"{d}: RL − mean (wins), cost × mean" for d in names) + " |",
               "|---|" + "---:|" * len(names)]
     for method in RL_METHODS:
@@ -167,7 +187,7 @@ def _table(results: dict, seeds: int) -> str:
         for d in names:
             claim = results[d]["claims"].get(method)
             cells.append("–" if claim is None else
-                         f"{claim['minus_mean']['mean']:+.1f} ({claim['wins']}/{claim['seeds']}), "
+                         f"{_parallel.signed(claim['minus_mean'])} ({claim['wins']}/{claim['seeds']}), "
                          f"{claim['cost_ratio_vs_mean']:.2f}×")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "| RL-KD: selection rate | " + " | ".join(" / ".join(TEACHERS) + f" ({d})" for d in names)
