@@ -123,7 +123,8 @@ def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
             runs = {s: student_run(dataset, method, s) for s in seeds}
             by_seed[method] = {s: r for s, r in runs.items() if r is not None}
             rows[method] = {"values": [r["metric"] for r in by_seed[method].values()],
-                            **_parallel.spread([r["metric"] for r in by_seed[method].values()])}
+                            **_parallel.spread([r["metric"] for r in by_seed[method].values()]),
+                            "per_seed": by_seed[method]}  # metric, training seconds, selection rates
             rates = [r["selection"] for r in by_seed[method].values() if r["selection"]]
             if rates:  # RL-KD: each teacher's mean selection rate over the seeds
                 rows[method]["selection_rate"] = {t: statistics.mean(r[t] for r in rates) for t in TEACHERS}
