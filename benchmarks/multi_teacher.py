@@ -156,8 +156,8 @@ def _claims(teacher_scores: dict, rows: dict, by_seed: dict) -> dict:
         differences = [rl_runs[s]["metric"] - mean_runs[s]["metric"] for s in seeds]
         ratios = [rl_runs[s]["train_seconds"] / mean_runs[s]["train_seconds"] for s in seeds]
         claims[method] = {"minus_mean": _parallel.spread(differences),
-                                  "wins": sum(d > 0 for d in differences), "seeds": len(seeds),
-                                  "cost_ratio_vs_mean": statistics.median(ratios)}
+                          "wins": sum(d > 0 for d in differences), "seeds": len(seeds),
+                          "cost_ratio_vs_mean": statistics.median(ratios)}
     return claims
 
 
