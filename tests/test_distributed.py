@@ -1,4 +1,4 @@
-"""The same recipe under `accelerate launch` with 2 CPU processes (DDP over gloo) and as 1 process.
+"""The same recipe under `accelerate launch` with 2 CPU processes (DDP over gloo) and as 1 process; a pool too.
 
 The recipe's batch is the global batch: each of the 2 processes trains on half of it and DDP averages their
 gradients, which is the 1-process gradient up to the order of floating-point sums. Dropout is off (each process
@@ -37,10 +37,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(command: list[str]) -> None:
+def _run(command: list[str]) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1", TQDM_DISABLE="1", HF_HUB_OFFLINE="1")
     done = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _launch_two(*alembert: str) -> subprocess.CompletedProcess:
+    """`alembert ...` as 2 CPU processes under accelerate launch."""
+    return _run(["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                 "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+                 "-m", "alembert", *alembert])
 
 
 def _losses(run: Path) -> dict[tuple[str, int, str], float]:
@@ -72,9 +80,7 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(dict(recipe, name=name)))
 
     _run(["-m", "alembert", "distill", str(tmp_path / "one.yaml")])
-    _run(["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-          "-m", "alembert", "distill", str(tmp_path / "two.yaml")])
+    _launch_two("distill", str(tmp_path / "two.yaml"))
 
     one, two = tmp_path / "out" / "one", tmp_path / "out" / "two"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["one", "two"]  # one run each, nothing else
@@ -94,6 +100,20 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
           f"(relative), weight {max((weights_two[k] - w).abs().max().item() for k, w in weights_one.items()):.1e}")
     # the run learned something, so the comparison is not between two untrained students
     assert report_one["training"]["best_metric"] > 60
+
+
+def test_a_pool_under_launch_is_recorded_and_printed_once(tmp_path, toy_task, tiny_teacher_dir):
+    from test_pool import _pool, _write
+
+    path = _write(tmp_path, _pool(tmp_path, toy_task, tiny_teacher_dir))
+    for state in ("training", "reused"):  # the pool built, then found again
+        done = _launch_two("pool", str(path))
+        assert done.stdout.count("| shallow | 2 |") == 1, done.stdout  # the main process prints the table
+        assert done.stderr.count(f"teacher 2/2: shallow ({state})") == 1, done.stderr[-3000:]
+    pool = json.loads((tmp_path / "out" / "toy-pool" / "pool.json").read_text())
+    assert [t["reused"] for t in pool["teachers"]] == [True, True]
+    assert all((tmp_path / "out" / "toy-pool" / t["name"] / "student" / "model.safetensors").is_file()
+               for t in pool["teachers"])
 
 
 def _recipe(teacher_dir, task) -> dict:

@@ -143,6 +143,12 @@ def _publish(work: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def process_state() -> PartialState:
+    """This process's place in an `accelerate launch` (a world of one otherwise). cpu: without it, a machine without
+    GPUs would not join the processes into one run."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overwrite: bool = False,
             controllers=(), resume: bool = False, log: Callable[[str], None] | None = None) -> RunResult | None:
     """Run a recipe end to end: train the student, score teacher and student, write outputs/<run>/.
@@ -158,9 +164,7 @@ def distill(recipe: Recipe | str | os.PathLike, overrides: list[str] = (), overw
         raise AlembertError(f"{final}: output directory exists (pass --overwrite to replace it)")
     _check_writable(final.parent)
     work = _work_dir(final)
-    # several processes under `accelerate launch`: the main one alone decides and writes (cpu: without it, a
-    # machine without GPUs would not join the processes into one run)
-    processes = PartialState(cpu=not torch.cuda.is_available())
+    processes = process_state()  # several under `accelerate launch`: the main one alone decides and writes
     check_launch(recipe, processes)
     found = _resume_point(work, recipe, resume, overwrite, log) if processes.is_main_process else None
     task = get_task(recipe.task if isinstance(recipe.task, str) else recipe.task.model_dump(), recipe.data_dir)

@@ -203,25 +203,25 @@ def build_pool(spec_or_path: PoolSpec | dict | str | os.PathLike, overrides: lis
     student/ checkpoint), layers, parameters, dev_metrics, main_metric, dev_main_metric, train_examples, seconds,
     reused (true when an earlier run was taken as it was).
     """
-    from alembert.api import distill  # torch and transformers load only when a pool is built
+    from alembert.api import distill, process_state  # torch and transformers load only when a pool is built
 
     pool, source = load_pool(spec_or_path, overrides)
     recipes = [teacher_recipe(pool, teacher) for teacher in pool.teachers]  # every teacher valid before any trains
     _check_depths(pool, source)
+    main = process_state().is_main_process  # under `accelerate launch` every process trains, the main one records
     entries = []
     for i, (teacher, recipe) in enumerate(zip(pool.teachers, recipes)):
         run_dir = pool.directory / teacher.name
         report = None if overwrite else _reusable_report(run_dir, recipe, f"{source}: teachers.{i}")
         reused = report is not None
-        if log:
+        if log and main:
             log(f"teacher {i + 1}/{len(recipes)}: {teacher.name} ({'reused' if reused else 'training'})")
         if not reused:
             run = distill(recipe, overwrite=overwrite)
-            if run is None:  # another process of an `accelerate launch`: it trained its share, the main one records
-                continue
-            report = run.report
-        entries.append(_teacher_entry(run_dir, report, reused))
-    if len(entries) < len(recipes):
+            report = run.report if main else None
+        if main:
+            entries.append(_teacher_entry(run_dir, report, reused))
+    if not main:
         return None
     result = {"name": pool.name, "task": _task_name(pool), "base": pool.base,
               "main_metric": entries[0]["main_metric"], "teachers": entries}
