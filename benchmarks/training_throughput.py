@@ -43,7 +43,8 @@ import torch  # noqa: E402
 from accelerate.utils import set_seed  # noqa: E402
 from transformers import get_linear_schedule_with_warmup  # noqa: E402
 
-from alembert.engine.data import EncodedExamples, make_loader  # noqa: E402
+from alembert.data.encoded import EncodedExamples, StageData  # noqa: E402
+from alembert.data.samplers import Shuffled  # noqa: E402
 from alembert.evaluation.scoring import score  # noqa: E402
 from alembert.mapping import attention_map, layer_map  # noqa: E402
 from alembert.models.loading import load_classifier, load_tokenizer  # noqa: E402
@@ -58,6 +59,19 @@ STUDENT_LAYERS = 2
 
 
 # ---------------------------------------------------------------- shared by the workers
+
+def make_loader(data, batch_size: int, seed: int = 0, group_by_length: bool = False):
+    """alembert's stage order over `data` (its shuffled sampler), as the dict batches a plain loop and TextBrewer
+    take: the token tensors, 'index' and 'labels'."""
+    stage = StageData({"task": data}, data.tokenizers.pad_ids())
+    sampler = Shuffled(stage, batch_size, torch.Generator().manual_seed(seed), group_by_length=group_by_length)
+
+    def collate(items):
+        batch = stage.collate(items)
+        return {**batch.inputs(), "index": batch.example_id, "labels": batch.labels}
+
+    return torch.utils.data.DataLoader(stage, batch_sampler=sampler, collate_fn=collate)
+
 def load_eager(path: str):
     model, _ = load_classifier(path, 2)
     model.config._attn_implementation = "eager"  # under SDPA, HF returns an empty tuple of attentions
@@ -217,7 +231,7 @@ def worker(system: str, mode: str, settings_path: str) -> None:
             task, tokenizer = get_task("sst2", s["data_dir"]), load_tokenizer(s["student_dir"])
             load = lambda split, limit: EncodedExamples(task.load(split, limit, s["seed"]), tokenizer, s["max_length"])
             train, dev = load("train", s["train_limit"]), load("dev", s["dev_limit"])
-            loader = make_loader(train, s["batch_size"], shuffle=True, seed=s["seed"])  # alembert's stage-0 order
+            loader = make_loader(train, s["batch_size"], seed=s["seed"])  # alembert's stage-0 order
             total = s["steps"] if mode == "steps" else s["epochs"] * len(loader)
             set_seed(s["seed"])
             if system == "textbrewer":
@@ -327,10 +341,10 @@ def prepare(args, work: Path) -> dict:
     hidden, attention = layer_pairs(student, teacher)
     train = EncodedExamples(get_task("sst2", args.data_dir).load("train", args.train_limit, args.seed),
                             tokenizer, args.max_length)
-    loader = make_loader(train, args.batch_size, shuffle=True, seed=args.seed)
+    loader = make_loader(train, args.batch_size, seed=args.seed)
     padded = sum(b["input_ids"].numel() for b in loader) / len(train)  # tokens computed per example
     try:  # alembert's length-grouped batches, when its engine has them
-        grouped = make_loader(train, args.batch_size, shuffle=True, seed=args.seed, group_by_length=True)
+        grouped = make_loader(train, args.batch_size, seed=args.seed, group_by_length=True)
         padded_grouped = sum(b["input_ids"].numel() for b in grouped) / len(train)
     except TypeError:
         padded_grouped = None

@@ -381,7 +381,7 @@ def test_a_bom_in_the_header_is_read_transparently(tmp_path):
 
 
 def test_a_long_text_below_the_limit_is_cut_to_max_length(tmp_path):
-    from alembert.engine.data import EncodedExamples
+    from alembert.data.encoded import EncodedExamples
     from alembert.tasks import get_task
 
     world = World(tmp_path)

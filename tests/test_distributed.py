@@ -21,7 +21,7 @@ import yaml
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
-from alembert.engine.trainer import check_launch
+from alembert.engine.loop import check_launch
 from alembert.errors import AlembertError
 from alembert.models.features import FeatureRequest, FeatureTap, TappedForward
 from alembert.recipe import recipe_from_dict
@@ -127,7 +127,11 @@ def _state(kind: str = "MULTI_CPU", processes: int = 2) -> SimpleNamespace:
 
 @pytest.mark.parametrize("state, env, changes, message", [
     (_state(), {}, {"batch_size": 6}, "batch_size: 6 does not split across 4 processes"),
-    (_state(), {}, {"combine": {"rule": "rl"}}, "combine.rule: rl learns its policy in one process"),
+    (_state(), {}, {"plugins": [{"type": "rl_kd"}]}, "plugins: rl_kd learns its policy in one process"),
+    (_state(), {}, {"stages": [{"name": "s", "step": {"type": "meta"}, "losses": [{"type": "prediction"}]}]},
+     "stages.0.step: step meta runs in one process"),
+    (_state(), {}, {"stages": [{"name": "s", "unfreeze": {"every": 2}, "losses": [{"type": "prediction"}]}]},
+     "stages.0.unfreeze: unfreeze runs in one process"),
     (_state("DEEPSPEED"), {}, {}, "distributed_type DEEPSPEED is not supported"),
     (_state("FSDP"), {}, {}, "distributed_type FSDP is not supported"),
     (_state(), {"ACCELERATE_MIXED_PRECISION": "fp16"}, {}, "mixed_precision fp16 is not used"),

@@ -1,10 +1,12 @@
 """Engine speed options change how fast a student trains, not what it learns."""
 import random
 
+import torch
 from safetensors.torch import load_file
 
 from alembert import api
-from alembert.engine.data import EncodedExamples, make_loader
+from alembert.data.encoded import EncodedExamples, StageData
+from alembert.data.samplers import Shuffled
 from alembert.recipe import recipe_from_dict
 from alembert.tasks import Example
 from conftest import WORDS, write_tokenizer
@@ -35,10 +37,13 @@ def test_length_grouped_batches_pad_less_and_cover_every_example(tmp_path):
                 for _ in range(256)]
     data = EncodedExamples(examples, write_tokenizer(tmp_path / "tok"), max_length=32)
 
+    stage = StageData({"task": data}, data.tokenizers.pad_ids())
+
     def padded_tokens(grouped):
-        batches = list(make_loader(data, 16, shuffle=True, seed=3, group_by_length=grouped))
-        assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(256))
-        return sum(b["input_ids"].numel() for b in batches)
+        sampler = Shuffled(stage, 16, torch.Generator().manual_seed(3), group_by_length=grouped)
+        batches = [stage.collate([stage[i] for i in indices]) for indices in sampler]
+        assert sorted(i for b in batches for i in b.example_id.tolist()) == list(range(256))
+        return sum(b.inputs()["input_ids"].numel() for b in batches)
 
     real = sum(data.lengths)
     assert padded_tokens(True) - real < (padded_tokens(False) - real) / 3

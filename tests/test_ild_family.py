@@ -1,29 +1,37 @@
 """The intermediate-layer family on the engine: MixUp, consistency regularisation, relation heads, PKD maps,
-supplementary data, stress transforms and the teacher assistant, on tiny random models."""
+supplementary text, stress transforms and the teacher assistant, on tiny random models."""
 import csv
 
 import pytest
 import torch
 
 from alembert import api
-from alembert.engine.mixup import MixUp
+from alembert.data.batch import Batch
 from alembert.engine.objective import Objective
 from alembert.errors import AlembertError
 from alembert.models.features import FeatureRequest, Features, FeatureTap
 from alembert.models.layout import find_layout
-from alembert.recipe import StageSpec, recipe_from_dict
+from alembert.plugins.mixup import MixUp, consistency
+from alembert.recipe import recipe_from_dict, stage_from_dict
+from alembert.recipe.specs import MixUpOptions
 from conftest import tiny_bert
 
 
-def _batch():
+def _batch() -> Batch:
     ids = torch.tensor([[2, 7, 8, 9, 3, 0], [2, 10, 3, 0, 0, 0], [2, 11, 12, 13, 14, 3]])
-    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "token_type_ids": torch.zeros_like(ids)}
+    view = {"input_ids": ids, "attention_mask": (ids != 0).long(), "token_type_ids": torch.zeros_like(ids)}
+    zeros = torch.zeros(3, dtype=torch.long)
+    return Batch({"student": view}, zeros, torch.ones(3, dtype=torch.bool), zeros, zeros, torch.arange(3))
+
+
+def _mixup(alpha=1.0, seed=0) -> MixUp:
+    return MixUp(MixUpOptions(type="mixup", alpha=alpha), seed=seed)
 
 
 def test_mixup_lambda_is_folded_to_at_least_one_half_and_seeded():
-    draws = [MixUp(1.0, seed=3).sample() for _ in range(2)]
+    draws = [_mixup(1.0, seed=3).sample() for _ in range(2)]
     assert draws[0] == draws[1]  # same seed, same lambda
-    mix = MixUp(0.4, seed=0)
+    mix = _mixup(0.4, seed=0)
     assert all(0.5 <= mix.sample() <= 1.0 for _ in range(200))
 
 
@@ -31,17 +39,17 @@ def test_mixed_batch_unites_each_mask_with_its_reversed_partner():
     batch = _batch()
     mixed = MixUp.mixed_batch(batch)
     # partners: 0 <-> 2 and 1 <-> 1; example 0 (5 tokens) with example 2 (6 tokens) gives 6
-    assert mixed["attention_mask"].tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0], [1] * 6]
-    assert mixed["input_ids"] is batch["input_ids"] and batch["attention_mask"][0].sum() == 5  # input untouched
+    assert mixed.attention_mask.tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0], [1] * 6]
+    assert mixed.inputs()["input_ids"] is batch.inputs()["input_ids"] and batch.attention_mask[0].sum() == 5
 
 
 def test_teacher_and_student_mix_their_own_embedding_outputs_with_one_lambda():
     student, teacher = tiny_bert(layers=2, hidden=16, heads=2, seed=1).eval(), tiny_bert(seed=2).eval()
-    batch = MixUp.mixed_batch(_batch())
+    batch = MixUp.mixed_batch(_batch()).inputs()
     request = FeatureRequest(hidden=frozenset({0}))
     with FeatureTap(student, request) as s_tap, FeatureTap(teacher, request) as t_tap:
         clean = s_tap.run(batch).hidden[0], t_tap.run(batch).hidden[0]
-        with MixUp(1.0, seed=0).mixing([student, teacher], 0.7):
+        with _mixup().mixing([student, teacher], 0.7):
             mixed = s_tap.run(batch).hidden[0], t_tap.run(batch).hidden[0]
         after = s_tap.run(batch).hidden[0]  # the hooks are gone once the block ends
     for e, m in zip(clean, mixed):
@@ -60,7 +68,7 @@ def _layout(layers=2, heads=2, hidden=4):
 
 
 def _stage(losses, **extra):
-    return StageSpec(name="ild", losses=losses, **extra)
+    return stage_from_dict(dict(name="ild", losses=losses, **extra))
 
 
 def test_consistency_is_the_lambda_weighted_loss_against_the_clean_input_and_its_partner():
@@ -69,18 +77,17 @@ def test_consistency_is_the_lambda_weighted_loss_against_the_clean_input_and_its
     # three examples whose every hidden value is 0, 1, 2; the mix equals the clean input, so only the partner
     # term (examples reversed: 2, 1, 0) counts: mean of (0-2)^2, (1-1)^2, (2-0)^2 = 8/3
     clean = _features(torch.arange(3.0).view(3, 1, 1).expand(3, 2, 4).contiguous())
-    terms = objective.consistency_terms(released_script=False)
-    value = objective.consistency(clean, clean, 0.75, terms)
+    value = consistency(clean, clean, 0.75, objective.layer_terms(released_script=False))
     assert value.item() == pytest.approx(2.0 * 0.25 * 8 / 3)
 
 
 def test_released_script_consistency_is_inert_for_qkv_relations_and_acts_on_attention_kl():
     layout = _layout(layers=2)
     qkv = Objective(_stage([{"type": "relation"}]), layout, layout, False)
-    assert qkv.consistency_terms(released_script=True) == []
-    assert [t.name for t in qkv.consistency_terms(released_script=False)] == ["relation"]
+    assert qkv.layer_terms(released_script=True) == []
+    assert [t.name for t in qkv.layer_terms(released_script=False)] == ["relation"]
     both = Objective(_stage([{"type": "relation"}, {"type": "attention_kl", "map": "last"}]), layout, layout, False)
-    assert [t.name for t in both.consistency_terms(released_script=True)] == ["attention_kl"]
+    assert [t.name for t in both.layer_terms(released_script=True)] == ["attention_kl"]
 
 
 def test_relation_heads_let_head_counts_differ_and_are_checked_before_training():
@@ -101,15 +108,22 @@ def test_pkd_compares_transformer_layers_only_with_the_skip_and_top_maps():
     assert top.terms[0].pairs == [(1, 4), (2, 5), (3, 6)]  # never the embeddings
 
 
+TEXT = {"movies": {"type": "text", "files": ["reviews.tsv"]}}
+
+
 @pytest.mark.parametrize("stage, message", [
-    ({"consistency": {}}, "consistency compares mixed and clean inputs: it needs mixup"),
-    ({"mixup": {}, "losses": [{"type": "prediction", "alpha": 0.5}]}, "mixed inputs have no single label"),
-    ({"data": "task+supplementary", "losses": [{"type": "prediction", "alpha": 0.0}]}, "supplementary text is"),
-    ({"data": "supplementary"}, "'supplementary' needs a supplementary source"),
+    ({"plugins": [{"type": "consistency"}]}, "consistency needs the mixup plugin too"),
+    ({"plugins": [{"type": "mixup"}], "losses": [{"type": "prediction", "alpha": 0.5}]},
+     "mixup mixes the inputs, which then have no single label"),
+    ({"data": "movies", "losses": [{"type": "prediction", "alpha": 0.0}]}, "movies is unlabeled"),
+    ({"data": "task+extra"}, "no source named 'extra' .known: task, movies"),
+    ({"mixup": {}}, "mixup is now a plugin"),
+    ({"plugins": [{"type": "mixupp"}]}, "unknown plugin 'mixupp' .did you mean 'mixup'"),
+    ({"plugins": [{"type": "mixup", "alpha": "high"}]}, "plugins.0.mixup.alpha: Input should be a valid number"),
 ])
 def test_recipe_rejects_stages_the_method_cannot_run(stage, message):
     data = {"name": "x", "task": "sst2", "teacher": "t", "student": {"init": "extract", "layers": 2},
-            "stages": [{"name": "ild", "losses": [{"type": "relation"}], **stage}]}
+            "sources": TEXT, "stages": [{"name": "ild", "losses": [{"type": "relation"}], **stage}]}
     with pytest.raises(AlembertError, match=message):
         recipe_from_dict(data)
 
@@ -126,36 +140,37 @@ def _logged(run, key):
         return [(row["stage"], int(row["step"])) for row in csv.DictReader(f) if row["key"] == key]
 
 
-CRILD_STAGE = {"name": "ild", "epochs": 3, "lr": 1e-3, "mixup": {"alpha": 1.0},
+CRILD_STAGE = {"name": "ild", "epochs": 3, "lr": 1e-3,
                "losses": [{"type": "relation"}, {"type": "attention_kl", "map": "last"}]}
 
 
 def test_crild_runs_with_a_live_teacher_and_ramps_consistency_in_from_the_second_epoch(tmp_path, toy_task,
                                                                                      tiny_teacher_dir):
-    stage = dict(CRILD_STAGE, consistency={"weight": 0.1})
+    stage = dict(CRILD_STAGE, plugins=[{"type": "mixup", "alpha": 1.0}, {"type": "consistency", "weight": 0.1}])
     run = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, [stage]))
     steps_per_epoch = 96 // 8
     logged = _logged(run, "consistency")
     assert logged and min(step for _, step in logged) > steps_per_epoch  # weight 0 in the first epoch
-    assert run.report["teacher_cache"]["reason"] == "the teacher sees mixed inputs (mixup)"
+    assert run.report["teacher_cache"]["reason"] == "mixup changes the inputs"
     inert = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, [dict(
-        stage, losses=[{"type": "relation"}], consistency={"released_script": True})], name="inert"))
+        stage, losses=[{"type": "relation"}],
+        plugins=[{"type": "mixup"}, {"type": "consistency", "released_script": True}])], name="inert"))
     assert _logged(inert, "relation") and not _logged(inert, "consistency")
 
 
 def test_ild_on_supplementary_text_then_prediction_on_the_task(tmp_path, toy_task, tiny_teacher_dir):
     extra = tmp_path / "extra.txt"
     extra.write_text("the film was very good and the actor was great.\n" * 10 + "it is a bad and awful plot.\n" * 6)
-    stages = [{"name": "ild", "epochs": 2, "lr": 1e-3, "data": "task+supplementary",
+    stages = [{"name": "ild", "epochs": 2, "lr": 1e-3, "data": "task+extra",
                "losses": [{"type": "hidden_mse", "map": "last"}]},
               {"name": "prediction", "epochs": 2, "lr": 1e-3, "losses": [{"type": "prediction", "alpha": 0.5}]}]
     run = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, stages,
-                              supplementary={"source": str(extra), "limit": 12}))
-    assert run.report["data"]["supplementary_examples"] == 12
+                              sources={"extra": {"type": "text", "files": [str(extra)], "limit": 12}}))
+    assert run.report["data"]["sources"] == {"extra": 12}
     assert run.report["training"]["examples_seen"] == 2 * (96 + 12) + 2 * 96
-    joined = run.report["supplementary_cache"]["task+supplementary"]
-    assert joined["enabled"] and run.report["teacher_cache"]["enabled"]
-    assert joined["path"] != run.report["teacher_cache"]["path"]
+    extra_cache = run.report["source_caches"]["extra"]
+    assert extra_cache["enabled"] and run.report["teacher_cache"]["enabled"]
+    assert extra_cache["path"] != run.report["teacher_cache"]["path"]
 
 
 def test_stress_transforms_and_data_seed_fix_the_training_set_across_seeds(tmp_path, toy_task, tiny_teacher_dir):
@@ -187,7 +202,8 @@ def test_mixup_needs_one_tokenization_for_teacher_and_student(tmp_path, toy_task
     other = tmp_path / "other"
     tiny_bert().save_pretrained(other)
     write_tokenizer(other, extra_words=("extra",))
-    stages = [{"name": "kd", "epochs": 1, "mixup": {}, "losses": [{"type": "prediction", "alpha": 1.0}]}]
+    stages = [{"name": "kd", "epochs": 1, "plugins": [{"type": "mixup"}],
+               "losses": [{"type": "prediction", "alpha": 1.0}]}]
     recipe = _recipe(tmp_path, toy_task, tiny_teacher_dir, stages, student={"init": "checkpoint", "source": str(other)})
     with pytest.raises(AlembertError, match="MixUp need one tokenization"):
         api.distill(recipe)

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from alembert import api
-from alembert.engine.data import EncodedExamples
+from alembert.data.encoded import EncodedExamples
 from alembert.errors import AlembertError
 from alembert.evaluation.scoring import predict
+from alembert.models.initialisers import build_student
 from alembert.models.loading import load_classifier
 from alembert.recipe import recipe_from_dict
 from alembert.tasks import get_task, resolve_data_dir
@@ -61,15 +62,15 @@ def _relation_kl(student, teacher, examples, tokenizer) -> float:
     from alembert.engine.objective import Objective
     from alembert.models.features import FeatureTap
     from alembert.models.layout import find_layout
-    from alembert.recipe import StageSpec
+    from alembert.recipe import stage_from_dict
 
-    stage = StageSpec(name="probe", losses=[{"type": "relation"}])
+    stage = stage_from_dict({"name": "probe", "losses": [{"type": "relation"}]})
     objective = Objective(stage, find_layout(student), find_layout(teacher), regression=False)
     data = EncodedExamples(examples, tokenizer, 32)
     batch = data.collate([data[i] for i in range(len(data))])
     with torch.no_grad(), FeatureTap(student.eval(), objective.student_request) as s, \
             FeatureTap(teacher.eval(), objective.teacher_request) as t:
-        return objective(s.run(batch), [t.run(batch)], None)[1]["relation"]
+        return objective(s.run(batch.inputs()), [t.run(batch.inputs())], batch.labels, batch.label_mask)[1]["relation"]
 
 
 def test_crild_stage_on_task_and_supplementary_text_brings_relations_closer(sst2_teacher):
@@ -80,14 +81,15 @@ def test_crild_stage_on_task_and_supplementary_text_brings_relations_closer(sst2
         "name": "crild-ild", "task": "sst2", "output_dir": str(out), "max_length": 32, "train_limit": 400,
         "seed": 0, "speed": False, "teacher": str(teacher_run.student_dir),
         "student": {"init": "extract", "layers": 2},
-        "supplementary": {"source": "corpus/wikitext-2/valid.txt", "limit": 200},
-        "stages": [{"name": "ild", "epochs": 1, "lr": 1e-4, "data": "task+supplementary", "mixup": {"alpha": 1.0},
-                    "consistency": {"weight": 0.1, "ramp": False}, "losses": [{"type": "relation"}]}],
+        "sources": {"wiki": {"type": "text", "files": ["corpus/wikitext-2/valid.txt"], "limit": 200}},
+        "stages": [{"name": "ild", "epochs": 1, "lr": 1e-4, "data": "task+wiki", "losses": [{"type": "relation"}],
+                    "plugins": [{"type": "mixup", "alpha": 1.0}, {"type": "consistency", "weight": 0.1,
+                                                                   "ramp": False}]}],
     })
     run = api.distill(recipe)
-    assert run.report["data"]["supplementary_examples"] == 200
+    assert run.report["data"]["sources"] == {"wiki": 200}
     teacher, tokenizer = load_classifier(teacher_run.student_dir)
-    start, _ = api.build_student(recipe, teacher, tokenizer, 2)
+    start, _ = build_student(recipe, teacher, tokenizer, 2)
     trained, _ = load_classifier(run.student_dir)
     held_out = get_task("sst2").load("dev", limit=64, seed=1)
     before, after = (_relation_kl(m, teacher, held_out, tokenizer) for m in (start, trained))

@@ -8,8 +8,9 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from alembert import api
+from alembert.data.encoded import EncodedExamples
 from alembert.engine.combine import TeacherCombination, gold_losses
-from alembert.engine.data import EncodedExamples, make_loader, teacher_view
+from alembert.evaluation.scoring import in_order
 from alembert.errors import AlembertError
 from alembert.losses import PredictionLoss
 from alembert.recipe import CombineSpec, TeacherSpec, recipe_from_dict
@@ -93,17 +94,17 @@ def test_teachers_with_their_own_tokenizers_read_their_own_tokens_in_one_batch(t
     examples = [Example("the movie was good", None, 1), Example("a superb plot", None, 1),
                 Example("awful", None, 0)]
     data = EncodedExamples(examples, student_tok, 16, [None, other, longer])
-    batch = next(iter(make_loader(data, 3, shuffle=False)))
-    assert "teacher0_input_ids" not in batch  # teacher 0 shares the student's tokens
-    assert torch.equal(teacher_view(batch, 0)["input_ids"], batch["input_ids"])
+    batch = next(iter(in_order(data, 3)))
+    assert "teacher0" not in batch.views  # teacher 0 shares the student's tokens
+    assert torch.equal(batch.teacher_inputs(0)["input_ids"], batch.inputs()["input_ids"])
     for k, tokenizer in ((1, other), (2, longer)):
-        view = teacher_view(batch, k)
+        view = batch.teacher_inputs(k)
         for row, example in enumerate(examples):
             ids = tokenizer(example.text_a)["input_ids"]
             assert view["input_ids"][row, :len(ids)].tolist() == ids
             assert view["attention_mask"][row].sum() == len(ids)
-    assert not torch.equal(teacher_view(batch, 1)["input_ids"], batch["input_ids"])
-    assert teacher_view(batch, 2)["input_ids"][1, 2] == longer.convert_tokens_to_ids("superb")
+    assert not torch.equal(batch.teacher_inputs(1)["input_ids"], batch.inputs()["input_ids"])
+    assert batch.teacher_inputs(2)["input_ids"][1, 2] == longer.convert_tokens_to_ids("superb")
     assert student_tok.convert_tokens_to_ids("superb") == student_tok.unk_token_id
 
 
@@ -163,11 +164,15 @@ def test_one_teacher_in_a_list_or_twice_under_mean_trains_the_same_student_as_te
     ({"teacher": "t"}, "set either teacher"),
     ({"stages": [{"name": "ild", "losses": [{"type": "hidden_mse"}]}]}, "only prediction losses"),
     ({"assistant": {}}, "exactly one teacher"),
-    ({"combine": {"rule": "rl"}, "supplementary": {"source": "x.txt"},
-      "stages": [{"name": "kd", "data": "task+supplementary", "losses": [{"type": "prediction", "alpha": 1.0}]}]},
-     "weighs teachers by the gold labels"),
-    ({"combine": {"rule": "best"}}, "combine.rule"),
-    ({"combine": {"rule": "rl", "selector": {"reward": "accuracy"}}}, "combine.selector.reward"),
+    ({"plugins": [{"type": "rl_kd"}], "sources": {"extra": {"type": "text", "files": ["x.txt"]}},
+      "stages": [{"name": "kd", "data": "task+extra", "losses": [{"type": "prediction", "alpha": 1.0}]}]},
+     "rl_kd weighs teachers by the gold labels"),
+    ({"combine": {"rule": "confidence"}, "stages": [{"name": "kd", "plugins": [{"type": "mixup"}],
+                                                     "losses": [{"type": "prediction", "alpha": 1.0}]}]},
+     "only prediction losses are supported .intermediate-layer losses and mixup need one teacher"),
+    ({"combine": {"rule": "best"}}, "combine.rule: .*unknown teacher-combination rule 'best'"),
+    ({"combine": {"rule": "rl"}}, "rule 'rl' is now the rl_kd plugin"),
+    ({"plugins": [{"type": "rl_kd", "reward": "accuracy"}]}, "plugins.0.rl_kd.reward"),
 ])
 def test_recipe_rejects_what_several_teachers_cannot_do(changes, message):
     data = {"name": "x", "task": "sst2", "teachers": [{"path": "a"}, {"path": "b"}],
@@ -188,7 +193,8 @@ def test_rl_kd_selects_teachers_per_example_and_keeps_its_policy(tmp_path, toy_t
     write_tokenizer(weak)
     run = api.distill(_recipe(tmp_path, toy_task, [{"path": str(tiny_teacher_dir), "name": "strong"},
                                                    {"path": str(weak), "name": "weak"}],
-                              {"rule": "rl", "selector": selector}, student={"init": "extract", "layers": 2}))
+                              {"rule": "mean"}, student={"init": "extract", "layers": 2},
+                              plugins=[{"type": "rl_kd", **selector}]))
     summary = run.report["teacher_selection"]["kd"]
     steps = 2 * 96 // 8
     warmup = round(selector["warmup"] * 96 / 8)

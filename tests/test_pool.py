@@ -8,7 +8,7 @@ import yaml
 
 from alembert.cli import main
 from alembert.errors import AlembertError
-from alembert.pool import build_pool, load_pool, teachers_block
+from alembert.pipelines.pool import build_pool, load_pool, teachers_block
 
 
 def _pool(tmp_path, toy_task, base_dir, **changes) -> dict:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from alembert.errors import AlembertError
-from alembert.pool import load_pool
+from alembert.pipelines.pool import load_pool
 from alembert.recipe import load_recipe, recipe_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from alembert import api
 from alembert.engine import checkpoint as checkpoint_module
 from alembert.engine.checkpoint import Checkpoints
-from alembert.engine.controllers import Controller
+from alembert.engine.plugins import Plugin
 from alembert.errors import AlembertError
 from alembert.recipe import recipe_from_dict
 
@@ -37,8 +37,9 @@ def _recipe_data(tmp_path, task, teacher_dir, name="run", **changes) -> dict:
     data = {"name": name, "task": task, "teacher": str(teacher_dir), "output_dir": str(tmp_path / "out"),
             "student": {"init": "spec", "layers": 2, "hidden": 16, "heads": 2}, "max_length": 16, "batch_size": 8,
             "speed": False, "checkpoint_every": 1, "checkpoint_keep": 3,
-            "stages": [{"name": "ild", "epochs": 2, "lr": 1e-3, "mixup": {"alpha": 1.0},
-                        "consistency": {"weight": 0.1, "ramp": False},
+            "stages": [{"name": "ild", "epochs": 2, "lr": 1e-3,
+                        "plugins": [{"type": "mixup", "alpha": 1.0}, {"type": "consistency", "weight": 0.1,
+                                                                       "ramp": False}],
                         "losses": [{"type": "hidden_mse", "map": "last"}]},
                        {"name": "pred", "epochs": 2, "lr": 1e-3, "grad_accum": 2, "eval_every": 3,
                         "losses": [{"type": "prediction", "alpha": 0.5}]}]}
@@ -46,17 +47,15 @@ def _recipe_data(tmp_path, task, teacher_dir, name="run", **changes) -> dict:
     return data
 
 
-class CrashAt(Controller):
+class CrashAt(Plugin):
     """Raises at the end of optimizer step `step` of stage `stage`: a crash just after that step's checkpoint."""
 
     def __init__(self, stage: str, step: int):
+        super().__init__()
         self.stage, self.step = stage, step
 
-    def on_stage_start(self, stage, trainer) -> None:
-        self.current = stage.name
-
-    def on_step_end(self, step, losses, trainer) -> None:
-        if self.current == self.stage and step == self.step:
+    def after_step(self, ctx, parts) -> None:
+        if ctx.stage.name == self.stage and ctx.step == self.step:
             raise KeyboardInterrupt("simulated crash")
 
 
@@ -78,7 +77,7 @@ def test_a_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, toy_task, t
     whole = api.distill(recipe_from_dict(_recipe_data(tmp_path, toy_task, tiny_teacher_dir, "whole")))
     data = _recipe_data(tmp_path, toy_task, tiny_teacher_dir, "crashed")
     with pytest.raises(KeyboardInterrupt):
-        api.distill(recipe_from_dict(data), controllers=[CrashAt(stage, step)])
+        api.distill(recipe_from_dict(data), plugins=[CrashAt(stage, step)])
     partial = tmp_path / "out" / ".crashed.partial"
     assert len(list((partial / "checkpoints").glob("ckpt-*"))) == 3  # checkpoint_keep
     with pytest.raises(AlembertError, match="pass --resume to continue it"):
@@ -95,14 +94,14 @@ def test_rl_kd_resumes_with_its_policy(tmp_path, toy_task, tiny_teacher_dir):
     data = _recipe_data(tmp_path, toy_task, tiny_teacher_dir, "whole", teacher=None,
                         teachers=[{"path": str(tiny_teacher_dir), "name": "a"},
                                   {"path": str(tiny_teacher_dir), "name": "b"}],
-                        combine={"rule": "rl", "selector": {"reward": "student_loss", "warmup": 0.25}},
+                        plugins=[{"type": "rl_kd", "reward": "student_loss", "warmup": 0.25}],
                         student={"init": "extract", "layers": 2},
                         stages=[{"name": "kd", "epochs": 3, "lr": 1e-3, "eval_every": 4,
                                  "losses": [{"type": "prediction", "alpha": 0.5}]}])
     whole = api.distill(recipe_from_dict(data))
     data["name"] = "crashed"
     with pytest.raises(KeyboardInterrupt):
-        api.distill(recipe_from_dict(data), controllers=[CrashAt("kd", 17)])
+        api.distill(recipe_from_dict(data), plugins=[CrashAt("kd", 17)])
     resumed = api.distill(recipe_from_dict(data), resume=True)
     _assert_same_run(whole.path, resumed.path)
     policies = [load_file(run.path / "selector" / "policy.safetensors") for run in (whole, resumed)]
@@ -114,7 +113,7 @@ def test_resume_refuses_a_changed_recipe_and_starts_afresh_without_a_checkpoint(
                                                                                  tiny_teacher_dir):
     data = _recipe_data(tmp_path, toy_task, tiny_teacher_dir)
     with pytest.raises(KeyboardInterrupt):
-        api.distill(recipe_from_dict(data), controllers=[CrashAt("ild", 3)])
+        api.distill(recipe_from_dict(data), plugins=[CrashAt("ild", 3)])
     changed = dict(data, seed=7)
     with pytest.raises(AlembertError, match=r"different recipe \(changed: seed\)"):
         api.distill(recipe_from_dict(changed), resume=True)
@@ -162,15 +161,16 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, 
     assert checkpoints.latest()[1]["step"] == 0
 
 
-class PoisonAt(Controller):
+class PoisonAt(Plugin):
     """Gives every example of one batch a NaN loss weight at micro-step `at`: a loss that stops being finite."""
 
     def __init__(self, at: int):
+        super().__init__()
         self.at, self.calls = at, 0
 
-    def example_weights(self, batch, student_features, teacher_features, trainer):
+    def example_weights(self, out, ctx):
         self.calls += 1
-        return torch.full((len(batch["index"]),), float("nan")) if self.calls == self.at else None
+        return torch.full((out.batch.size,), float("nan")) if self.calls == self.at else None
 
 
 def test_a_non_finite_loss_stops_with_the_step_term_and_examples(tmp_path, toy_task, tiny_teacher_dir):
@@ -178,9 +178,9 @@ def test_a_non_finite_loss_stops_with_the_step_term_and_examples(tmp_path, toy_t
                         stages=[{"name": "kd", "epochs": 1, "lr": 1e-3,
                                  "losses": [{"type": "prediction", "alpha": 0.5}]}])
     with pytest.raises(AlembertError) as err:
-        api.distill(recipe_from_dict(data), controllers=[PoisonAt(5)])
+        api.distill(recipe_from_dict(data), plugins=[PoisonAt(5)])
     message = str(err.value)
-    assert message.startswith("stage kd, step 5: ") and " is nan on the batch of training examples [" in message
+    assert message.startswith("stage kd, step 5: ") and " is nan on the batch of training examples [task:" in message
     assert "ckpt-000002" in message  # written after step 4
     partial = tmp_path / "out" / ".run.partial"
     assert Checkpoints(partial / "checkpoints").latest()[1]["step"] == 4

@@ -241,7 +241,7 @@ def _run(args) -> int:
 
 
 def _run_pool(args) -> None:
-    from alembert.pool import build_pool, teachers_block
+    from alembert.pipelines.pool import build_pool, teachers_block
 
     overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     pool = build_pool(args.pool, overrides, overwrite=args.overwrite,

@@ -267,7 +267,7 @@ def _export_checked(model, tokenizer, model_dir, output, int8, opset, max_length
 
 def _task_check(model, tokenizer, sessions, task, limit, max_length) -> dict:
     """Dev metrics of PyTorch and each ONNX model; fp32 must match PyTorch within METRIC_TOLERANCE points."""
-    from alembert.engine.data import EncodedExamples
+    from alembert.data.encoded import EncodedExamples
     from alembert.evaluation.scoring import score, score_with
 
     data = EncodedExamples(task.load("dev", limit), tokenizer, max_length)

@@ -1,14 +1,17 @@
-"""Per-example teacher weights for several teachers: the fixed combination rules (the RL-KD selector learns its own).
+"""Per-example teacher weights for several teachers: the combination rules a recipe's `combine.rule` names.
 
-Each returns (B, K) weights whose rows sum to 1; the prediction loss weighs each example's distillation loss
-against teacher k by them.
+A rule is registered as `COMBINATIONS.register(name, fn)` with fn(teacher_logits (B, K, C), labels (B,) or None,
+spec, teachers, regression) -> (B, K) weights whose rows sum to 1; the prediction loss weighs each example's
+distillation loss against teacher k by them.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from alembert.recipe import CombineSpec, TeacherSpec
+from alembert.errors import AlembertError
+from alembert.recipe.specs import CombineSpec, TeacherSpec
+from alembert.registry import COMBINATIONS
 
 
 def gold_losses(teacher_logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
@@ -20,19 +23,40 @@ def gold_losses(teacher_logits: torch.Tensor, labels: torch.Tensor, regression: 
     return -log_probs.gather(-1, index).squeeze(-1)
 
 
+@COMBINATIONS.register("mean")
+def mean(teacher_logits, labels, spec, teachers, regression) -> torch.Tensor:
+    size, k = teacher_logits.shape[:2]
+    return teacher_logits.new_full((size, k), 1.0 / k, dtype=torch.float32)
+
+
+@COMBINATIONS.register("fixed")
+def fixed(teacher_logits, labels, spec, teachers, regression) -> torch.Tensor:
+    shares = torch.tensor([t.weight for t in teachers], dtype=torch.float32, device=teacher_logits.device)
+    return (shares / shares.sum()).expand(teacher_logits.shape[0], -1)
+
+
+@COMBINATIONS.register("confidence")
+def confidence(teacher_logits, labels, spec, teachers, regression) -> torch.Tensor:
+    """A teacher counts for more on the examples whose gold label it finds likely."""
+    if labels is None:
+        raise AlembertError("combine rule 'confidence' weighs teachers by the gold labels; this batch has unlabeled "
+                            "examples")
+    return torch.softmax(-gold_losses(teacher_logits.detach(), labels, regression) / spec.temperature, dim=1)
+
+
 class TeacherCombination:
-    """The recipe's rule 'mean', 'fixed' or 'confidence' as a function of the batch's teacher logits."""
+    """The recipe's rule as a function of the batch's teacher logits."""
 
     def __init__(self, spec: CombineSpec, teachers: list[TeacherSpec], regression: bool):
-        self.rule, self.temperature, self.regression = spec.rule, spec.temperature, regression
-        fixed = torch.tensor([t.weight for t in teachers], dtype=torch.float32)
-        self.fixed = fixed / fixed.sum()
+        self.spec, self.teachers, self.regression = spec, teachers, regression
+        self.rule = COMBINATIONS.get(spec.rule, "combine.rule")
 
-    def __call__(self, teacher_logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        size, k = teacher_logits.shape[:2]
-        if self.rule == "confidence":
-            # a teacher counts for more on the examples whose gold label it finds likely
-            return torch.softmax(-gold_losses(teacher_logits.detach(), labels, self.regression) / self.temperature,
-                                 dim=1)
-        shares = self.fixed if self.rule == "fixed" else torch.full((k,), 1.0 / k)
-        return shares.to(teacher_logits.device).expand(size, k)
+    def __call__(self, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+                 gates: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K) weights; `gates` (a plugin's teacher weights) multiply them, each row then normalised to sum to
+        1 (a row of zeros, an example given no teacher, stays zero)."""
+        weights = self.rule(teacher_logits, labels, self.spec, self.teachers, self.regression)
+        if gates is None:
+            return weights
+        weights = weights * gates.to(weights)
+        return weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)

@@ -6,11 +6,12 @@ losses ask for: logits in fp32; hidden states, Q/K/V and pre-softmax attention s
 value to within a relative 2**-11 (about 4.9e-4) of the live value, and to within 2**-25 absolutely below its
 normal range; a teacher whose outputs leave fp16's range (|x| > 65504) or are not finite is not cached.
 
-A cache is one directory named by its key, a hash of everything its contents depend on: the teacher's weights
-and config, the exact token ids the teacher sees (so the tokenizer, data and maximum length), the features and
-the precision. It is written in a temporary sibling and renamed into place when complete; `meta.json` records
-each file's size and SHA-256, checked on every open. A stale cache is never found (its key differs); a corrupt
-one is removed and rebuilt.
+This module stores one shard: a directory named by its key, a hash of everything its contents depend on (the
+teacher's weights and config, the exact token ids the teacher sees, so the tokenizer, data and maximum length,
+and the precision). The features it holds are recorded in `meta.json`; a later run that needs no more than those
+reuses it, one that needs more rebuilds it with the union (engine/teachers.py keeps a source's shards). It is
+written in a temporary sibling and renamed into place when complete; `meta.json` records each file's size and
+SHA-256, checked on every open. A stale cache is never found (its key differs); a corrupt one is rebuilt.
 """
 from __future__ import annotations
 
@@ -21,20 +22,18 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from alembert.engine.data import EncodedExamples, teacher_view
 from alembert.files import fsync_path, sha256_file
 from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap, split_heads
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 STORE_DTYPE = np.float16
 FP16_MAX = float(np.finfo(np.float16).max)
 BUILD_BATCH = 64
@@ -58,22 +57,30 @@ class CacheInfo:
     reason: str | None = None  # why the run went live instead
 
 
-def cache_key(teacher, encodings: list[dict], max_length: int, request: FeatureRequest, precision: str) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps({
-        "format": FORMAT, "store": np.dtype(STORE_DTYPE).name, "max_length": max_length, "precision": precision,
-        "request": {k: sorted(getattr(request, k)) for k in ("hidden", "attention", "qkv")},
-        "teacher_class": type(teacher).__name__, "config": teacher.config.to_dict(),
-    }, sort_keys=True, default=str).encode())
+def teacher_fingerprint(teacher) -> str:
+    """A hash of the teacher's class, config and weights: part of every cache key (computed once per run)."""
+    digest = hashlib.sha256(json.dumps({"teacher_class": type(teacher).__name__, "config": teacher.config.to_dict()},
+                                       sort_keys=True, default=str).encode())
     for name, tensor in sorted(teacher.state_dict().items()):
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(fingerprint: str, encodings: list[dict], max_length: int, precision: str) -> str:
+    digest = hashlib.sha256(json.dumps({
+        "format": FORMAT, "store": np.dtype(STORE_DTYPE).name, "max_length": max_length, "precision": precision,
+        "teacher": fingerprint}, sort_keys=True).encode())
     for enc in encodings:
         for field in ("input_ids", "token_type_ids", "attention_mask"):
             if field in enc:
                 digest.update(np.asarray(enc[field], dtype=np.int64).tobytes())
         digest.update(b"|")
     return digest.hexdigest()[:32]
+
+
+def request_of(meta: dict) -> FeatureRequest:
+    return FeatureRequest(**{k: frozenset(meta["request"][k]) for k in ("hidden", "attention", "qkv")})
 
 
 def _layout(request: FeatureRequest, lengths: np.ndarray, num_labels: int, width: int, heads: int) -> dict:
@@ -101,11 +108,12 @@ def _nbytes(shape, dtype) -> int:
 
 
 class TeacherCache:
-    """Read side: `features(batch, request)` gives the teacher's Features for a training batch (whose tokens for
-    this teacher are under the keys of its index among the run's teachers)."""
+    """Read side of one shard: `features(mask, local, request)` gives the teacher's Features for the shard's
+    examples at positions `local`, padded as `mask` (their attention mask in this teacher's view) says."""
 
-    def __init__(self, path: Path, meta: dict, teacher_index: int = 0):
-        self.path, self.meta, self.teacher_index = path, meta, teacher_index
+    def __init__(self, path: Path, meta: dict):
+        self.path, self.meta = path, meta
+        self.request = request_of(meta)
         self.lengths = np.load(path / "lengths.npy")
         self.heads = meta["heads"]
         self.token_offsets, self.pair_offsets = _offsets(self.lengths, self.heads)
@@ -115,10 +123,8 @@ class TeacherCache:
     def nbytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.iterdir())
 
-    def features(self, batch: dict[str, torch.Tensor], request: FeatureRequest) -> Features:
-        view = teacher_view(batch, self.teacher_index)
-        mask = view["attention_mask"]
-        index = batch["index"].numpy()
+    def features(self, mask: torch.Tensor, local, request: FeatureRequest) -> Features:
+        index = np.asarray(local)
         lengths = self.lengths[index]
         if not np.array_equal(lengths, mask.sum(dim=1).numpy()):
             raise RuntimeError(f"teacher cache {self.path}: a batch's lengths differ from the cached ones")
@@ -147,29 +153,30 @@ class TeacherCache:
         return torch.from_numpy(out)
 
 
-def open_cache(path: Path, key: str, teacher_index: int = 0) -> TeacherCache | None:
+def open_cache(path: Path, key: str) -> TeacherCache | None:
     """The cache at `path` if it is complete and intact; None (after removing it) if it is corrupt."""
     if not path.exists():
         return None
     try:
         meta = json.loads((path / "meta.json").read_text())
-        if meta.get("format") != FORMAT or meta.get("key") != key:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != key:
             raise ValueError("its key or format differs")
         for name, entry in {**meta["arrays"], "lengths": meta["lengths"]}.items():
             file = path / f"{name}.npy"
             if file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
                 raise ValueError(f"{file.name} does not match its recorded size and checksum")
-        return TeacherCache(path, meta, teacher_index)
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        return TeacherCache(path, meta)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         log.warning("teacher cache %s is unusable (%s); rebuilding it", path, err)
         shutil.rmtree(path, ignore_errors=True)
         return None
 
 
 @torch.no_grad()
-def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: FeatureRequest,
+def build_cache(path: Path, key: str, teacher, data, request: FeatureRequest,
                 autocast=contextlib.nullcontext, teacher_index: int = 0) -> TeacherCache:
-    """Run the teacher once over `data` (longest first, little padding) and write its features to `path`."""
+    """Run the teacher once over `data`, one shard's EncodedExamples (longest first, little padding), and write its
+    features to `path`, replacing what is there."""
     lengths = np.asarray([len(e["input_ids"]) for e in data.teacher_encodings(teacher_index)], dtype=np.int64)
     config = teacher.config
     heads, width = config.num_attention_heads, config.hidden_size
@@ -179,7 +186,8 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
     free = shutil.disk_usage(path.parent).free
     if need > free - (1 << 30):  # leave a GiB for everything else
         raise CacheUnusable(f"it needs {need / 2**30:.1f} GiB and {path.parent} has {free / 2**30:.1f} GiB free")
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_abandoned(path.parent)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     try:
         stores = {name: np.lib.format.open_memmap(work / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
                   for name, (shape, dtype) in arrays.items()}
@@ -189,11 +197,10 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
         teacher.eval()
         with FeatureTap(teacher, request) as tap:
             for start in range(0, len(order), BUILD_BATCH):
-                items = [data[int(i)] for i in order[start:start + BUILD_BATCH]]
-                batch = {k: v.to(device) for k, v in data.collate(items).items()}
+                batch = data.collate([data[int(i)] for i in order[start:start + BUILD_BATCH]]).to(device)
                 with autocast():
-                    feats = tap.run(teacher_view(batch, teacher_index))
-                _write(stores, feats, batch["index"].cpu().numpy(), lengths, token_offsets, pair_offsets, heads)
+                    feats = tap.run(batch.teacher_inputs(teacher_index))
+                _write(stores, feats, batch.example_id.cpu().numpy(), lengths, token_offsets, pair_offsets, heads)
         for store in stores.values():
             store.flush()
         del stores
@@ -207,18 +214,24 @@ def build_cache(path: Path, key: str, teacher, data: EncodedExamples, request: F
         (work / "meta.json").write_text(json.dumps(meta, indent=1))
         for file in work.iterdir():  # on disk before the rename makes the cache visible
             fsync_path(file)
+        if path.exists():  # a smaller cache of the same shard: this one holds all it held and more
+            shutil.rmtree(path, ignore_errors=True)
         try:
             work.rename(path)
-        except OSError:  # another process built the same cache meanwhile: theirs is as good, keep it
-            theirs = open_cache(path, key, teacher_index)
-            if theirs is None:
+        except OSError:  # another process built the same cache meanwhile: keep theirs if it holds enough
+            theirs = open_cache(path, key)
+            if theirs is None or not covers(theirs.request, request):
                 raise
             shutil.rmtree(work, ignore_errors=True)
             return theirs
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return TeacherCache(path, meta, teacher_index)
+    return TeacherCache(path, meta)
+
+
+def covers(stored: FeatureRequest, needed: FeatureRequest) -> bool:
+    return needed.hidden <= stored.hidden and needed.attention <= stored.attention and needed.qkv <= stored.qkv
 
 
 def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets, heads) -> None:
@@ -245,21 +258,20 @@ def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets,
             stores[name][pair_offsets[i]:pair_offsets[i + 1]] = values[row, :, :n, :n].reshape(-1)
 
 
-def prepare_cache(root: Path, teacher, data: EncodedExamples, max_length: int, request: FeatureRequest,
-                  precision: str, build: bool, autocast=contextlib.nullcontext, teacher_index: int = 0
-                  ) -> tuple[TeacherCache | None, CacheInfo]:
-    """Open the matching cache, or build it when `build`; (None, why) when the teacher must run live."""
-    start = time.perf_counter()
-    key = cache_key(teacher, data.teacher_encodings(teacher_index), max_length, request, precision)
-    path = root / key
-    cache = open_cache(path, key, teacher_index)
-    if cache is not None:
-        return cache, CacheInfo(str(path), cache.nbytes, reused=True, build_seconds=time.perf_counter() - start)
-    if not build:
-        return None, CacheInfo(None, enabled=False, reason="the teacher sees each input only once")
+def remove_abandoned(folder: Path) -> None:
+    """Delete the temporary folders of builds whose process is gone (killed mid-build): `.<key>.<pid>.<random>`.
+    A build of a live process (another rank, another run) is left alone."""
+    for entry in folder.glob(".*.*.*"):
+        parts = entry.name.split(".")
+        if entry.is_dir() and len(parts) >= 4 and parts[2].isdigit() and not _alive(int(parts[2])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
     try:
-        cache = build_cache(path, key, teacher, data, request, autocast, teacher_index)
-    except CacheUnusable as err:
-        log.warning("teacher-output cache off: %s; the teacher runs live", err)
-        return None, CacheInfo(None, enabled=False, reason=str(err))
-    return cache, CacheInfo(str(path), cache.nbytes, reused=False, build_seconds=time.perf_counter() - start)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

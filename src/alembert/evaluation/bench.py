@@ -145,7 +145,7 @@ def _validate(seq_lens, batch_sizes, backends, threads, warmup, repeats) -> None
 
 
 def _task_data(task, tokenizer, limit: int | None, max_length: int):
-    from alembert.engine.data import EncodedExamples
+    from alembert.data.encoded import EncodedExamples
 
     return EncodedExamples(task.load("dev", limit), tokenizer, max_length)
 

@@ -41,6 +41,10 @@ class AttentionScoreMSE(nn.Module):
 
     def forward(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
                 mask: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+        return weighted_mean(self.per_example(student_scores, teacher_scores, mask), weights, "attention_mse")
+
+    def per_example(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
         _check_scores(student_scores, teacher_scores, "attention_mse")
         teacher_scores = teacher_scores.detach()
         student = student_scores.masked_fill(student_scores <= MASKED_SCORE, 0.0)
@@ -57,7 +61,7 @@ class AttentionScoreMSE(nn.Module):
             real = mask.to(squared.dtype)
             pairs = real[:, None, :, None] * real[:, None, None, :]  # (B, 1, T, T)
             per_example = (squared * pairs).flatten(1).sum(dim=1) / (heads * pairs.flatten(1).sum(dim=1)).clamp_min(1)
-        return weighted_mean(per_example, weights, "attention_mse")
+        return per_example
 
 
 class AttentionProbKL(nn.Module):
@@ -69,6 +73,11 @@ class AttentionProbKL(nn.Module):
 
     def forward(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
                 mask: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+        per_example = self.per_example(student_scores, teacher_scores, mask)
+        return weighted_mean(per_example, weights, "attention_kl").to(student_scores.dtype)
+
+    def per_example(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
         _check_scores(student_scores, teacher_scores, "attention_kl")
         batch, heads, tokens, _ = student_scores.shape
         log_s = F.log_softmax(student_scores.float(), dim=-1)
@@ -87,5 +96,4 @@ class AttentionProbKL(nn.Module):
             rows = mask.to(row_kl.dtype)
         # where(), not multiply: a padded row may be NaN when all its keys are -inf.
         kept = torch.where(rows[:, None, :] > 0, row_kl, torch.zeros_like(row_kl))
-        per_example = kept.sum(dim=(1, 2)) / (heads * rows.sum(dim=1).clamp_min(1))
-        return weighted_mean(per_example, weights, "attention_kl").to(student_scores.dtype)
+        return kept.sum(dim=(1, 2)) / (heads * rows.sum(dim=1).clamp_min(1))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from alembert.errors import AlembertError
-from alembert.losses._reduce import check_weights, width_projection
+from alembert.losses._reduce import weighted_mean, width_projection
 
 
 class HiddenMSE(nn.Module):
@@ -29,6 +29,12 @@ class HiddenMSE(nn.Module):
 
     def forward(self, student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
                 mask: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+        return weighted_mean(self.per_example(student_hidden, teacher_hidden, mask), weights, "HiddenMSE")
+
+    def per_example(self, student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,): each example's squared error over its real tokens, divided by the batch's mean count of real
+        tokens times dt, so their mean is the batch's token-weighted MSE."""
         if student_hidden.shape[-1] != self.student_dim or teacher_hidden.shape[-1] != self.teacher_dim:
             raise AlembertError(
                 f"HiddenMSE: expected widths {self.student_dim} (student) and {self.teacher_dim} "
@@ -39,8 +45,6 @@ class HiddenMSE(nn.Module):
                 f"HiddenMSE: student and teacher must agree on (batch, tokens), got "
                 f"{tuple(student_hidden.shape[:-1])} and {tuple(teacher_hidden.shape[:-1])}"
             )
-        batch = student_hidden.shape[0]
-        check_weights(weights, batch, "HiddenMSE")
         squared = (self.projection(student_hidden) - teacher_hidden.detach()).pow(2)
         # Per-position sum over the width, shape (B, T) (or (B,) for pooled vectors).
         per_position = squared.sum(dim=-1)
@@ -52,8 +56,6 @@ class HiddenMSE(nn.Module):
                     f"HiddenMSE: mask must have shape {tuple(per_position.shape)}, got {tuple(mask.shape)}"
                 )
             keep = mask.to(per_position.dtype)
-        if weights is not None:
-            shape = (-1,) + (1,) * (per_position.dim() - 1)
-            per_position = per_position * weights.to(per_position.dtype).view(shape)
-        count = keep.sum().clamp_min(1) * self.teacher_dim
-        return (per_position * keep).sum() / count
+        batch = per_position.shape[0]
+        sums = (per_position * keep).reshape(batch, -1).sum(dim=1)
+        return sums * batch / (keep.sum().clamp_min(1) * self.teacher_dim)

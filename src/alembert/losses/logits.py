@@ -65,8 +65,11 @@ class HardLabelCE(nn.Module):
 
     def forward(self, student_logits: torch.Tensor, labels: torch.Tensor,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
-        per_example = F.cross_entropy(student_logits, labels.long(), reduction="none")
-        return weighted_mean(per_example, weights, "HardLabelCE")
+        return weighted_mean(self.per_example(student_logits, labels), weights, "HardLabelCE")
+
+    @staticmethod
+    def per_example(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(student_logits, labels.long(), reduction="none")
 
 
 class LogitMSE(nn.Module):
@@ -95,6 +98,10 @@ class RegressionMSE(nn.Module):
 
     def forward(self, predictions: torch.Tensor, labels: torch.Tensor,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        return weighted_mean(self.per_example(predictions, labels), weights, "RegressionMSE")
+
+    @staticmethod
+    def per_example(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if predictions.dim() == 2 and predictions.shape[1] == 1:
             predictions = predictions.squeeze(1)
         if predictions.shape != labels.shape:
@@ -102,8 +109,7 @@ class RegressionMSE(nn.Module):
                 f"RegressionMSE: predictions must have shape (B,) or (B, 1) matching labels "
                 f"{tuple(labels.shape)}, got {tuple(predictions.shape)}"
             )
-        per_example = (predictions - labels.to(predictions.dtype)).pow(2)
-        return weighted_mean(per_example, weights, "RegressionMSE")
+        return (predictions - labels.to(predictions.dtype)).pow(2)
 
 
 class PredictionLoss(nn.Module):
@@ -161,6 +167,12 @@ class PredictionLoss(nn.Module):
             total = total + self.alpha * distill
             parts[self.distill_name] = float(distill.detach())
         return total, parts
+
+    def distill_per_example(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """(B,): each example's distillation loss against one teacher, tau^2 included where it applies."""
+        values = self.distill.per_example(student_logits, teacher_logits)
+        scale = getattr(self.distill, "tau_squared", False)
+        return values * self.distill.temperature ** 2 if scale else values
 
     def _distill(self, student_logits, teacher_logits, weights, teacher_weights) -> torch.Tensor:
         if teacher_weights is None:

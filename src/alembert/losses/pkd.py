@@ -30,6 +30,11 @@ class PKDLoss(nn.Module):
 
     def forward(self, student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        return weighted_mean(self.per_example(student_hidden, teacher_hidden), weights, "PKDLoss")
+
+    def per_example(self, student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,); `mask` is ignored: only the [CLS] position is read."""
         # Token counts may differ (only position 0 is read); batch and widths may not.
         if (student_hidden.dim() != 3 or teacher_hidden.dim() != 3
                 or student_hidden.shape[0] != teacher_hidden.shape[0]
@@ -41,5 +46,4 @@ class PKDLoss(nn.Module):
             )
         student_cls = F.normalize(self.projection(student_hidden[:, 0]), dim=-1)
         teacher_cls = F.normalize(teacher_hidden[:, 0].detach(), dim=-1)
-        per_example = (student_cls - teacher_cls).pow(2).mean(dim=-1)
-        return weighted_mean(per_example, weights, "PKDLoss")
+        return (student_cls - teacher_cls).pow(2).mean(dim=-1)

@@ -57,6 +57,10 @@ class RelationKL(nn.Module):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        return weighted_mean(self.per_example(student, teacher, mask), weights, "RelationKL").to(student.dtype)
+
+    def per_example(self, student: torch.Tensor, teacher: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
         if (student.dim() != 4 or teacher.dim() != 4 or student.shape[0] != teacher.shape[0]
                 or student.shape[2] != teacher.shape[2]):
             raise AlembertError(
@@ -87,5 +91,4 @@ class RelationKL(nn.Module):
         terms = torch.where(p_t > 0, p_t * (log_t - log_s), torch.zeros_like(p_t))
         row_kl = terms.sum(dim=-1)  # (B, heads, T)
         heads = row_kl.shape[1]
-        per_example = (row_kl * rows[:, None, :]).sum(dim=(1, 2)) / (heads * rows.sum(dim=1).clamp_min(1))
-        return weighted_mean(per_example, weights, "RelationKL").to(student.dtype)
+        return (row_kl * rows[:, None, :]).sum(dim=(1, 2)) / (heads * rows.sum(dim=1).clamp_min(1))

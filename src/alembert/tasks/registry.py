@@ -20,6 +20,12 @@ _ALIASES.update({"mnlim": "mnli", "mnlimatched": "mnli", "mnlimismatched": "mnli
 
 
 def get_task(spec, data_dir=None) -> Task:
+    if isinstance(spec, (list, tuple)):  # one task per domain
+        from alembert.tasks.domains import domains_task
+
+        if not spec:
+            raise AlembertError("task: an empty list (expected one task per domain)")
+        return domains_task([get_task(member, data_dir) for member in spec])
     if isinstance(spec, str) and spec.endswith((".yaml", ".yml")):
         spec = read_task_file(Path(spec))
     if isinstance(spec, dict):

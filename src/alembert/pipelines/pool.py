@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from alembert.errors import AlembertError
 from alembert.files import write_text_atomically
-from alembert.recipe import GenericTaskSpec, Recipe, _Strict, format_validation_error, apply_overrides, recipe_from_dict
+from alembert.recipe import GenericTaskSpec, Recipe, _Strict, apply_overrides, format_validation_error, recipe_from_dict
 from alembert.yaml_file import read_yaml_mapping
 
 __all__ = ["PoolSpec", "PoolTeacher", "build_pool", "load_pool", "teachers_block"]

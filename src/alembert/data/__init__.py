@@ -1,0 +1,1 @@
+"""Training data: typed batches, encoded examples, data sources and samplers."""

@@ -1,0 +1,438 @@
+"""The recipe's parts as typed, validated data: student, losses, plugins, data sources, samplers, step strategies.
+
+Losses, plugins, sources, samplers and step strategies are unions discriminated by `type`. The built-in members
+are listed here, so their errors name every key's path; a `type` a user's module registered (registry.py) is
+validated by the options class it registered, its errors reported in one line under the entry's path.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      field_validator, model_validator)
+
+from alembert.errors import AlembertError
+
+REGISTERED = "registered"  # the union tag of entries a user's module registered
+MAP_KINDS = Literal["uniform", "last", "skip", "top", "explicit"]
+
+
+class _Strict(BaseModel):
+    # numbers are finite everywhere: inf and nan are refused where any number is read
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+def _load_builtins() -> None:
+    """The engine registers the built-in entries of every registry; imported when a registry is first consulted."""
+    import alembert.builtins  # noqa: F401
+
+
+def _tags(members: list[type[BaseModel]]) -> dict[str, type[BaseModel]]:
+    return {get_args(m.model_fields["type"].annotation)[0]: m for m in members}
+
+
+def registered_union(builtins: list[type[BaseModel]], registry_name: str, options_of):
+    """A union over `builtins` (by their `type` literal) and whatever the registry `registry_name` holds besides,
+    validated by `options_of(entry)`, a pydantic class."""
+    tags = _tags(builtins)
+
+    def tag_of(value):
+        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        if kind is None:
+            return None
+        return kind if kind in tags else REGISTERED
+
+    def validate(value):
+        if isinstance(value, BaseModel):
+            return value
+        _load_builtins()
+        from alembert import registry
+
+        try:
+            options = options_of(getattr(registry, registry_name).get(str(value["type"])))
+            return options.model_validate(value)
+        except AlembertError as err:
+            raise ValueError(str(err)) from None
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{where + ': ' if where else ''}{first['msg']}") from None
+
+    members = [Annotated[m, Tag(t)] for t, m in tags.items()]
+    members.append(Annotated[Any, AfterValidator(validate), Tag(REGISTERED)])
+    return Annotated[Union[tuple(members)], Discriminator(tag_of)]
+
+
+# ---- the student --------------------------------------------------------------------------------------------
+
+
+class StudentSpec(_Strict):
+    """How the student is built (`init`, a key of the initialiser registry): 'extract' copies teacher layers (and,
+    with hidden/heads/ffn smaller than the teacher's, a slice of its width: ETD); 'spec' is a random model of the
+    teacher's architecture at a size; 'checkpoint' any HF checkpoint."""
+
+    init: str = "extract"
+    layers: int | None = Field(None, ge=1)
+    hidden: int | None = Field(None, ge=1)
+    heads: int | None = Field(None, ge=1)
+    ffn: int | None = Field(None, ge=1)
+    extract: Literal["uniform", "first", "explicit"] = "uniform"
+    select: Literal["random", "importance"] = "importance"  # which heads, neurons and dimensions ETD keeps
+    importance_examples: int = Field(256, ge=1)  # training examples ETD-Impt scores the teacher on
+    layer_ids: list[int] | None = None
+    source: str | None = None  # extract from this model instead of the teacher; the checkpoint for 'checkpoint'
+    options: dict[str, Any] = {}  # for an initialiser a user's module registered
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.init == "checkpoint" and not self.source:
+            raise ValueError("init 'checkpoint' needs student.source (a checkpoint directory or hub id)")
+        if self.init == "spec" and not self.layers:
+            raise ValueError("init 'spec' needs student.layers")
+        if self.init == "extract" and self.extract != "explicit" and not self.layers:
+            raise ValueError(f"extract '{self.extract}' needs student.layers")
+        if self.init not in ("extract", "spec", "checkpoint"):
+            _load_builtins()
+            from alembert.registry import INITIALISERS
+
+            try:
+                INITIALISERS.get(self.init, "init")
+            except AlembertError as err:
+                raise ValueError(str(err)) from None
+        return self
+
+
+# ---- losses ---------------------------------------------------------------------------------------------------
+
+
+class LossSpec(_Strict):
+    """What every loss term has: its type and its weight in the stage's sum."""
+
+    type: str
+    weight: float = Field(1.0, ge=0)
+
+
+class PredictionLossSpec(LossSpec):
+    """(1 - alpha) * hard-label loss + alpha * distillation loss on the logits."""
+
+    type: Literal["prediction"]
+    alpha: float = Field(1.0, ge=0, le=1)
+    temperature: float = Field(1.0, gt=0)
+    kd: Literal["kl", "soft_ce", "mse"] = "kl"
+    tau_squared: bool = True
+
+
+class HiddenLossSpec(LossSpec):
+    type: Literal["hidden_mse"]
+    map: MAP_KINDS = "uniform"
+    layers: list[int] | None = None  # teacher hidden indices for 'explicit', one per student index 0..M
+    embeddings: bool = True  # include the embedding output (index 0 <-> 0) where the map allows it
+
+
+class AttentionLossSpec(LossSpec):
+    """attention_mse: TinyBERT's MSE on pre-softmax scores; attention_kl: KL between attention distributions."""
+
+    type: Literal["attention_mse", "attention_kl"]
+    map: MAP_KINDS = "uniform"
+    layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
+
+
+class PKDLossSpec(LossSpec):
+    """PKD's patient loss: MSE between L2-normalised [CLS] vectors of mapped layers (skip: PKD-Skip, top: PKD-Last)."""
+
+    type: Literal["pkd"]
+    map: MAP_KINDS = "skip"
+    layers: list[int] | None = None
+
+
+class RelationLossSpec(LossSpec):
+    """Self-relation KL, softmax(X X^T / sqrt(d)) for X in Q, K, V (MiniLM's value relation is relations: [vv]).
+
+    heads: relation heads both models' projections are re-split into (MiniLMv2), so their own head counts may
+    differ; null uses each model's own heads. masked: false lets padding take part, as CR-ILD's released script.
+    """
+
+    type: Literal["relation"]
+    map: MAP_KINDS = "last"
+    layers: list[int] | None = None
+    relations: list[Literal["qq", "kk", "vv"]] = Field(["qq", "kk", "vv"], min_length=1)
+    heads: int | None = Field(None, ge=1)
+    masked: bool = True
+
+
+BUILTIN_LOSSES = [PredictionLossSpec, HiddenLossSpec, AttentionLossSpec, PKDLossSpec, RelationLossSpec]
+LossUnion = registered_union(BUILTIN_LOSSES, "LOSSES", lambda entry: entry.spec)
+
+
+# ---- plugins --------------------------------------------------------------------------------------------------
+
+
+class PluginOptions(_Strict):
+    """A plugin's options in a recipe: `type` (its registry key) and the options its class declares.
+
+    Class attributes the recipe checks: `mixes_inputs` (its batches have no single label per example, and the
+    teacher must run live), `single_teacher` (it needs one teacher), `requires` (plugins that must be active too).
+    """
+
+    type: str
+    mixes_inputs: ClassVar[bool] = False
+    single_teacher: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ()
+
+
+class MixUpOptions(PluginOptions):
+    """MixUp at the embedding output (CR-ILD): lambda ~ Beta(alpha, alpha), kept >= 0.5; the partner is the
+    reversed batch; teacher and student mix with the same lambda through their own embedding layers."""
+
+    type: Literal["mixup"]
+    alpha: float = Field(1.0, gt=0)
+    mixes_inputs: ClassVar[bool] = True
+    single_teacher: ClassVar[bool] = True
+
+
+class ConsistencyOptions(PluginOptions):
+    """Consistency of the student's distilled representations between a mixed input and its clean sources.
+
+    weight is ramped linearly over the stage's epochs (0 in the first) when ramp is on. released_script: true
+    applies it only to attention_kl and hidden_mse terms, as CR-ILD's released code does, where it is inert
+    for the Q/K/V relations that its CR-ILD command distils."""
+
+    type: Literal["consistency"]
+    weight: float = Field(0.1, ge=0)
+    ramp: bool = True
+    released_script: bool = False
+    requires: ClassVar[tuple[str, ...]] = ("mixup",)
+
+
+class RLKDOptions(PluginOptions):
+    """RL-KD's teacher selector (our reconstruction of Yuan et al., AAAI 2021): a policy scores each
+    (example, teacher) pair from its state and picks the teachers the example is distilled from; REINFORCE with a
+    moving-average baseline; the student and the policy take turns."""
+
+    type: Literal["rl_kd"]
+    action: Literal["bernoulli", "soft"] = "bernoulli"  # select teachers, or weight them by a sampled sigmoid
+    reward: Literal["student_loss", "distill_loss", "dev_metric"] = "student_loss"
+    state: list[Literal["embedding", "probs", "gold_loss", "divergence"]] = Field(
+        ["embedding", "probs", "gold_loss", "divergence"], min_length=1)
+    hidden: int = Field(0, ge=0)  # 0: a logistic policy, as the paper; else one hidden tanh layer
+    lr: float = Field(1e-3, gt=0)
+    baseline_momentum: float = Field(0.9, ge=0, lt=1)
+    noise: float = Field(1.0, gt=0)  # 'soft': the spread of the sampled logit
+    warmup: float = Field(0.5, ge=0)  # epochs of each stage trained with equal weights before the policy acts
+    episode: int | None = Field(None, ge=1)  # student steps per policy update; default 1, or 20 for dev_metric
+    dev_limit: int | None = Field(None, ge=1)  # dev examples scored for the 'dev_metric' reward (default: all)
+
+
+BUILTIN_PLUGINS = [MixUpOptions, ConsistencyOptions, RLKDOptions]
+PluginUnion = registered_union(BUILTIN_PLUGINS, "PLUGINS", lambda entry: entry.Options)
+
+
+# ---- data sources and samplers --------------------------------------------------------------------------------
+
+
+class SourceSpec(_Strict):
+    type: str
+    limit: int | None = Field(None, ge=1)  # a seeded sample of this many examples
+
+
+class TaskSourceSpec(SourceSpec):
+    """Another task's split, e.g. unlabeled supplementary text from its sentences (labels: false)."""
+
+    type: Literal["task"]
+    task: str | dict
+    split: str = "train"
+    labels: bool = False  # keep its labels (they must be the run's task's labels)
+
+
+class TextSourceSpec(SourceSpec):
+    """Unlabeled sentences from text files (.txt running text, or .tsv/.csv with a text/sentence column), indexed
+    once and tokenized shard by shard as batches need them: a corpus never sits tokenized in memory."""
+
+    type: Literal["text"]
+    files: list[str] = Field(min_length=1)  # as given, else relative to the data directory
+    min_words: int = Field(5, ge=1)
+    shard_size: int = Field(4096, ge=1)  # examples tokenized (and cached by the teacher) together
+
+
+class GeneratedSourceSpec(SourceSpec):
+    """Examples a plugin generates during training (it adds them; the stage's sampler draws from them)."""
+
+    type: Literal["generated"]
+    capacity: int = Field(100_000, ge=1)  # the oldest are dropped beyond this many
+
+
+BUILTIN_SOURCES = [TaskSourceSpec, TextSourceSpec, GeneratedSourceSpec]
+SourceUnion = registered_union(BUILTIN_SOURCES, "SOURCES", lambda entry: entry.Options)
+
+
+class SamplerSpec(_Strict):
+    type: str
+
+
+class ShuffledSamplerSpec(SamplerSpec):
+    """Every example of the stage's sources once an epoch, shuffled; grouped by length unless the recipe says
+    group_by_length: false (less padding)."""
+
+    type: Literal["shuffled"] = "shuffled"
+
+
+class PerDomainSamplerSpec(SamplerSpec):
+    """k examples of every domain in each batch (HRKD); an epoch is as many batches as the `fit` domain gives
+    (default: the largest), the other domains reshuffled and cycled as they run out."""
+
+    type: Literal["per_domain"]
+    k: int = Field(ge=1)
+    fit: str | None = None
+
+
+class MixtureSamplerSpec(SamplerSpec):
+    """Each batch from one source, drawn with probability by `ratios` (source -> weight), or proportional to
+    size ** tau (tau 1: by size, 0: uniform). An epoch is as many batches as the sources hold examples."""
+
+    type: Literal["mixture"]
+    ratios: dict[str, float] | None = None
+    tau: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.ratios is None) == (self.tau is None):
+            raise ValueError("set ratios (source: weight) or tau, one of them")
+        if self.ratios is not None and (not self.ratios or any(not v > 0 for v in self.ratios.values())):
+            raise ValueError("ratios: expected a positive weight per source")
+        return self
+
+
+BUILTIN_SAMPLERS = [ShuffledSamplerSpec, PerDomainSamplerSpec, MixtureSamplerSpec]
+SamplerUnion = registered_union(BUILTIN_SAMPLERS, "SAMPLERS", lambda entry: entry.Options)
+
+
+# ---- step strategies, unfreezing, early stopping --------------------------------------------------------------
+
+
+class StepSpec(_Strict):
+    type: str
+
+
+class StandardStepSpec(StepSpec):
+    """One optimizer step on the batch's loss (with gradient accumulation)."""
+
+    type: Literal["standard"] = "standard"
+
+
+class MetaStepSpec(StepSpec):
+    """First-order meta-learning (FOMAML): a plain SGD step of `inner_lr` on a support part of the batch (each
+    domain's first `support` share), then the loss on the rest (the query) at the adapted weights, whose gradient
+    the optimizer applies to the weights before adaptation."""
+
+    type: Literal["meta"]
+    inner_lr: float = Field(1e-3, gt=0)
+    inner_steps: int = Field(1, ge=1)
+    support: float = Field(0.5, gt=0, lt=1)
+
+
+BUILTIN_STEPS = [StandardStepSpec, MetaStepSpec]
+StepUnion = registered_union(BUILTIN_STEPS, "STEPS", lambda entry: entry.Options)
+
+
+class UnfreezeSpec(_Strict):
+    """Gradual unfreezing inside a stage: at first only the first group trains, then one more group every
+    `every` optimizer steps (or `every_epochs`). top_down: the head, then each layer from the top, then the
+    embeddings; or a list of groups of parameter-name substrings. Parameters in no group train throughout."""
+
+    groups: Literal["top_down"] | list[list[str]] = "top_down"
+    every: int | None = Field(None, ge=1)
+    every_epochs: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.every is None) == (self.every_epochs is None):
+            raise ValueError("set every (steps) or every_epochs, one of them")
+        return self
+
+
+class EarlyStopSpec(_Strict):
+    """Stop the stage when the selection metric has not improved by `min_delta` in `patience` evaluations."""
+
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+# ---- the stage ------------------------------------------------------------------------------------------------
+
+
+class StressSpec(_Strict):
+    """Seeded stress transforms of the training set, applied in this order: imbalance, downsample, flip_labels."""
+
+    imbalance: float | None = Field(None, ge=1)  # largest / smallest class count (long-tailed across classes)
+    downsample: int | None = Field(None, ge=1)  # keep this many examples
+    flip_labels: float | None = Field(None, ge=0, le=1)  # fraction of examples given a wrong label
+
+
+class AssistantSpec(_Strict):
+    """MiniLM's teacher assistant: first distil the teacher into a model of the teacher's depth and the student's
+    width with the recipe's stages, then distil that assistant into the student with the same stages."""
+
+    layers: int | None = Field(None, ge=1)  # default: the teacher's depth
+    hidden: int | None = Field(None, ge=1)  # default: the student's width
+    heads: int | None = Field(None, ge=1)  # default: the student's heads
+    ffn: int | None = Field(None, ge=1)
+
+
+class TeacherSpec(_Strict):
+    """One of several teachers; each reads the raw text through its own tokenizer."""
+
+    path: str  # a fine-tuned checkpoint directory or hub id
+    name: str | None = None  # how logs and the report call it; default t0, t1, ...
+    weight: float = Field(1.0, gt=0)  # its share under combine rule 'fixed' (normalised over the teachers)
+
+
+class CombineSpec(_Strict):
+    """How the teachers' soft targets combine per example: each example's distillation loss is the weighted sum of
+    its losses against each teacher. rule (a key of the combination registry): mean: 1/K; fixed: the teachers'
+    `weight`s; confidence: softmax over teachers of -(their loss on the gold label) / temperature. A plugin's
+    teacher weights (RL-KD) multiply these, each example's then normalised to sum to 1."""
+
+    rule: str = "mean"
+    temperature: float = Field(1.0, gt=0)  # 'confidence'
+
+    @field_validator("rule")
+    @classmethod
+    def _known(cls, rule: str) -> str:
+        if rule == "rl":
+            raise ValueError("rule 'rl' is now the rl_kd plugin: set plugins: [{type: rl_kd, ...}] at the top level")
+        _load_builtins()
+        from alembert.registry import COMBINATIONS
+
+        try:
+            COMBINATIONS.get(rule)
+        except AlembertError as err:
+            raise ValueError(str(err)) from None
+        return rule
+
+
+class CacheSpec(_Strict):
+    """The teacher-output cache. store: 'needed' keeps the layers the stages ask for; 'all' keeps every layer of
+    each kind they use, so runs that differ only in their layer map share one cache. cls_only: hidden states at
+    the [CLS] position only (for [CLS] losses over a large corpus)."""
+
+    enabled: bool = True
+    store: Literal["needed", "all"] = "needed"
+    cls_only: bool = False
+
+
+class GenericTaskSpec(_Strict):
+    name: str = "custom"
+    format: Literal["csv", "tsv", "jsonl"] | None = None  # None: from the train file's extension
+    train: str
+    dev: str
+    test: str | None = None
+    text_columns: list[str] = Field(min_length=1, max_length=2)
+    label_column: str = "label"
+    labels: list[str] | None = None
+    regression: bool = False
+    metrics: list[str] | None = None
+
+
+def finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
