@@ -10,7 +10,7 @@ import math
 import torch
 
 from alembert.errors import AlembertError
-from alembert.recipe.specs import MixtureSamplerSpec, PerDomainSamplerSpec, ShuffledSamplerSpec
+from alembert.recipe.data_specs import MixtureSamplerSpec, PerDomainSamplerSpec, ShuffledSamplerSpec
 from alembert.registry import SAMPLERS
 
 MEGABATCH = 50  # batches sorted by length together when grouping (as transformers' LengthGroupedSampler)

@@ -13,7 +13,7 @@ from pathlib import Path
 from alembert.data.encoded import EncodedExamples, Tokenizers
 from alembert.data.text import TextCorpus
 from alembert.errors import AlembertError
-from alembert.recipe.specs import GeneratedSourceSpec, TaskSourceSpec, TextSourceSpec
+from alembert.recipe.data_specs import GeneratedSourceSpec, TaskSourceSpec, TextSourceSpec
 from alembert.registry import SOURCES
 from alembert.tasks import Example, Task, get_task
 from alembert.tasks.supplementary import _find_file

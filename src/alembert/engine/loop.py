@@ -39,7 +39,8 @@ PROGRESS_EVERY = 100  # optimizer steps between progress lines in the log when s
 @dataclass
 class StageRun:
     """What one stage's steps use: its spec, objective (and the DDP-wrapped one it calls), plugins, the student's
-    feature tap, the teachers' reader and the plugins' context."""
+    feature tap, the teachers' reader, the plugins' context, the (wrapped) student, its training, loader and
+    sampler, the optimizer and the step strategy."""
 
     stage: object
     objective: Objective
@@ -48,6 +49,12 @@ class StageRun:
     tap: FeatureTap
     reader: object
     ctx: Context
+    student: object
+    training: StageTraining
+    loader: object
+    sampler: object
+    optimizer: object
+    step_fn: object
 
 
 class Trainer:
@@ -130,14 +137,21 @@ class Trainer:
         others = sorted({name for name, _ in infos} - {"task"})
         self.result.source_caches = {name: self.bank.info(name, 0) for name in others} or None
 
-    def _run_stage(self, index: int, stage, objective: Objective) -> None:
+    def _setup_stage(self, index: int, stage, objective: Objective) -> StageRun:
+        """The stage's loader, plugins (started, so their parameters exist), optimizer, student tap, teachers."""
         acc, recipe = self.accelerator, self.recipe
         plugins = self.plugins.active(index)
         loader, sampler = stage_loader(stage, index, self.sources, self.pad_ids, recipe, self.evaluator.domains)
-        extra = list(objective.parameters()) + [p for plugin in plugins for p in plugin.parameters()]
-        training = StageTraining(stage, f"stages.{index}", self.student, extra, len(loader))
-        ctx = replace(self.ctx, stage=stage, stage_index=index, objective=objective, steps_per_epoch=len(loader),
-                      total_steps=training.total_steps)
+        ctx = replace(self.ctx, stage=stage, stage_index=index, objective=objective, steps_per_epoch=len(loader))
+        for plugin in plugins:
+            plugin.on_stage_start(ctx)
+        owned = [p for plugin in plugins for p in plugin.parameters()]
+        if owned and self.distributed:
+            raise AlembertError(f"stages.{index}.plugins: a plugin with trainable parameters runs in one process (its "
+                                "gradients are not synchronised); run it without accelerate launch")
+        training = StageTraining(stage, f"stages.{index}", self.student, list(objective.parameters()) + owned,
+                                 len(loader))
+        ctx.total_steps = training.total_steps
         tap = FeatureTap(self.student, objective.student_request | union(p.student_request(ctx) for p in plugins))
         acc.gradient_accumulation_steps = stage.grad_accum
         if self.distributed:  # DDP wraps the tap's forward, whose output holds only what the losses use
@@ -148,25 +162,29 @@ class Trainer:
             loader = acc.prepare(loader)  # each process reads its share of every global batch
         else:
             student = acc.prepare(self.student)
-        optimizer, scheduler = acc.prepare(training.optimizer), training.scheduler
+        optimizer = acc.prepare(training.optimizer)
         # the objective's projections train too: under DDP it is wrapped to sync their gradients
         run_objective = acc.prepare(objective) if any(p.requires_grad for p in objective.parameters()) else objective
         reader = self.bank.reader(stage.sources, objective.teacher_request,
-                                  use_cache=not any(map(changes_inputs, plugins))) \
-            if objective.needs_teacher else None
+                                  use_cache=not any(map(changes_inputs, plugins))) if objective.needs_teacher else None
         ctx.live_teachers = reader.live if reader else []
         ctx.student_features = functools.partial(self._clean_features, tap)
-        self._current = run = StageRun(stage, objective, run_objective, plugins, tap, reader, ctx)
         step_fn = make_step(stage.step, acc, optimizer, training.parameters,
                             list(self.student.parameters()) + list(objective.parameters()), stage.max_grad_norm,
                             lambda value, parts: self._check_finite(value, parts, stage, ctx.step + 1, None))
+        return StageRun(stage, objective, run_objective, plugins, tap, reader, ctx, student, training, loader,
+                        sampler, optimizer, step_fn)
+
+    def _run_stage(self, index: int, stage, objective: Objective) -> None:
+        acc = self.accelerator
+        self._current = run = self._setup_stage(index, stage, objective)
+        ctx, plugins, training, loader, sampler = run.ctx, run.plugins, run.training, run.loader, run.sampler
+        student, optimizer, scheduler = run.student, run.optimizer, training.scheduler
         evaluate = stage.evaluate if stage.evaluate is not None else stage.trains_logits
         eval_every = stage.eval_every or math.ceil(len(loader) / stage.grad_accum)
-        for plugin in plugins:
-            plugin.on_stage_start(ctx)
         position = {"step": 0, "micro": 0, "running": {}, "metric": None, "epoch": None}
         if self._resume is not None:
-            position = self._restore_stage(objective, optimizer, scheduler, sampler.generator)
+            position = self._restore_stage(objective, optimizer, scheduler)
 
         def loss_of(batch):
             with self.autocast():
@@ -179,7 +197,7 @@ class Trainer:
                                        epoch_micro=epoch[0], epoch_generator=epoch[1], accelerator_step=acc.step),
                                   None if at_end else (objective, optimizer, scheduler))
 
-        bar = tqdm(total=training.total_steps, initial=position["step"], desc=f"{recipe.name}:{stage.name}",
+        bar = tqdm(total=training.total_steps, initial=position["step"], desc=f"{self.recipe.name}:{stage.name}",
                    disable=None, leave=False)
         stage_start, self._eval_seconds, stopped = time.perf_counter(), 0.0, False
         try:
@@ -196,7 +214,8 @@ class Trainer:
                     for plugin in plugins:
                         batch = plugin.transform_batch(batch, ctx)
                     student.train()
-                    parts = step_fn(batch.to(acc.device), loss_of, lambda: acc.accumulate(student, run_objective))
+                    parts = run.step_fn(batch.to(acc.device), loss_of,
+                                        lambda: acc.accumulate(student, run.run_objective))
                     position["micro"] += 1
                     self.result.examples_seen += batch.size * acc.num_processes
                     for key, value in parts.items():
@@ -228,9 +247,9 @@ class Trainer:
         finally:
             self.result.train_seconds += time.perf_counter() - stage_start - self._eval_seconds
             bar.close()
-            tap.close()
-            if reader:
-                reader.close()
+            run.tap.close()
+            if run.reader:
+                run.reader.close()
         for plugin in plugins:
             plugin.on_stage_end(ctx)
         if self.plan:
@@ -356,7 +375,7 @@ class Trainer:
             self.plugins.load_state_dict(state["plugins"])
         return state["stage"], kept["seconds"]
 
-    def _restore_stage(self, objective, optimizer, scheduler, generator) -> dict:
+    def _restore_stage(self, objective, optimizer, scheduler) -> dict:
         """Continue from the very next micro-step: this stage's first, or a later one."""
         state, tensors = self._resume
         self._resume = None

@@ -10,8 +10,9 @@ from alembert.errors import AlembertError, printable
 from alembert.recipe.errors import format_validation_error
 from alembert.recipe.overrides import apply_overrides, parse_override
 from alembert.recipe.schema import TASK_SOURCE, Recipe, StageSpec
+from alembert.recipe.data_specs import SourceSpec
 from alembert.recipe.specs import (AssistantSpec, CacheSpec, CombineSpec, GenericTaskSpec, PluginOptions,
-                                   RLKDOptions, SourceSpec, StressSpec, StudentSpec, TeacherSpec, _Strict)
+                                   RLKDOptions, StressSpec, StudentSpec, TeacherSpec, _Strict)
 from alembert.registry import import_modules
 from alembert.yaml_file import read_yaml_mapping
 

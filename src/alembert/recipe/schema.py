@@ -5,9 +5,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from alembert.recipe.data_specs import MixtureSamplerSpec, SamplerUnion, ShuffledSamplerSpec, SourceUnion
 from alembert.recipe.specs import (AssistantSpec, CacheSpec, CombineSpec, EarlyStopSpec, GenericTaskSpec,
-                                   LossUnion, MetaStepSpec, MixtureSamplerSpec, PluginUnion, SamplerUnion,
-                                   ShuffledSamplerSpec, SourceUnion, StandardStepSpec, StepUnion, StressSpec,
+                                   LossUnion, MetaStepSpec, PluginUnion, StandardStepSpec, StepUnion, StressSpec,
                                    StudentSpec, TeacherSpec, UnfreezeSpec, _Strict)
 
 TASK_SOURCE = "task"  # the name of the run's own training data among a stage's sources
