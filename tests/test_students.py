@@ -35,6 +35,7 @@ def test_extracted_student_loads_without_alembert(tmp_path):
 @pytest.mark.parametrize("how,layers,explicit,expected", [
     ("uniform", 2, None, [2, 5]),  # TinyBERT's map for 6 -> 2: teacher layers 3 and 6 (1-based)
     ("uniform", 3, None, [1, 3, 5]),
+    ("uniform", 4, None, [1, 2, 4, 5]),  # 6 -> 4: teacher layers 2, 3, 5, 6, the uniform map's (half up)
     ("first", 2, None, [0, 1]),
     ("explicit", None, [0, 4], [0, 4]),
 ])

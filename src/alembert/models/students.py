@@ -9,6 +9,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from alembert.errors import AlembertError
+from alembert.mapping import scaled_layer
 from alembert.models.layout import find_layout
 
 # config attribute names for each size field, BERT-style first, DistilBERT-style second
@@ -49,7 +50,8 @@ def student_from_spec(teacher: nn.Module, layers: int, hidden: int | None = None
 
 
 def pick_layers(how: str, teacher_layers: int, student_layers: int | None, explicit: list[int] | None) -> list[int]:
-    """0-based teacher layer indices to copy. 'uniform' takes layers k, 2k, ... (1-based, TinyBERT's map)."""
+    """0-based teacher layer indices to copy. 'uniform' takes layers k, 2k, ... (1-based, TinyBERT's map), rounded
+    half up as the uniform layer map rounds."""
     if how == "explicit":
         if not explicit:
             raise AlembertError("student.layer_ids: give the teacher layers to extract, e.g. [0, 3]")
@@ -61,9 +63,8 @@ def pick_layers(how: str, teacher_layers: int, student_layers: int | None, expli
             raise AlembertError(f"student.layers: {student_layers} exceeds the teacher's {teacher_layers} layers")
         if how == "first":
             chosen = list(range(student_layers))
-        elif how == "uniform":
-            step = teacher_layers / student_layers
-            chosen = [round((m + 1) * step) - 1 for m in range(student_layers)]
+        elif how == "uniform":  # the uniform layer map's rule, so each layer is distilled against its source
+            chosen = [scaled_layer(m, student_layers, teacher_layers) - 1 for m in range(1, student_layers + 1)]
         else:
             raise AlembertError(f"student.extract: '{how}' is not one of uniform, first, explicit")
     for index in chosen:
