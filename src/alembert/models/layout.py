@@ -88,6 +88,7 @@ class Layout:
     scores_rule: str = "bert"
     scores_refused: str | None = None  # why attention scores cannot be collected right, or None
     qkv_refused: str | None = None
+    known: bool = True  # one of the families described here (not only BERT-shaped)
 
     @property
     def qkv_fused(self) -> bool:
@@ -163,6 +164,7 @@ def find_layout(model: nn.Module) -> Layout:
         scores_rule=family.scores,
         scores_refused=family.scores_refused or qkv_refused,
         qkv_refused=qkv_refused,
+        known=kind in _FAMILIES,
     )
 
 
