@@ -5,7 +5,7 @@ from transformers import AutoModelForSequenceClassification
 
 from alembert.errors import AlembertError
 from alembert.models.features import FeatureRequest, FeatureTap, check_request
-from alembert.models.layout import find_layout, get_layers
+from alembert.models.layout import find_layout
 from families import FAMILIES, VOCAB
 
 ALL = frozenset({0, 1, 2, 3})
@@ -96,10 +96,7 @@ def test_albert_hidden_state_i_is_the_i_th_application_of_its_shared_layer():
     torch.testing.assert_close(feats.qkv[3][0], expected)
 
 
-def test_albert_refuses_a_hook_on_its_first_layer_and_q_k_v_of_several_inner_layers():
-    model = _model("albert")
-    with pytest.raises(AlembertError, match="one shared module"):
-        get_layers(model, find_layout(model))
+def test_albert_refuses_q_k_v_of_several_inner_layers():
     config = FAMILIES["albert"]()
     config.inner_group_num = 2
     inner = AutoModelForSequenceClassification.from_config(config)
@@ -157,18 +154,18 @@ def test_only_requested_layers_are_hooked():
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_layout_of_each_family(family):
-    layout = find_layout(AutoModelForSequenceClassification.from_config(FAMILIES[family]()))
-    assert (layout.num_layers, layout.num_heads, layout.hidden_size, layout.head_size, layout.ffn_size) == \
-        (3, 4, 32, 8, 64)
-    assert layout.family == FAMILIES[family]().model_type
-    assert (layout.embed_proj_path is not None) == (family in ("electra", "deberta-v2", "albert"))
-
-
-def test_unknown_layouts_are_refused_in_one_line():
-    from transformers import GPT2Config
-
-    model = AutoModelForSequenceClassification.from_config(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=9))
-    with pytest.raises(AlembertError, match="model type 'gpt2': layout not supported"):
-        find_layout(model)
+def test_deberta_scores_follow_its_dropped_out_relative_embeddings_in_training():
+    """In training DeBERTa drops out its relative embeddings in each layer: the scores must use the ones it used."""
+    config = FAMILIES["deberta-v3"]()
+    config.hidden_dropout_prob, config.attention_probs_dropout_prob = 0.5, 0.0
+    config._attn_implementation = "eager"
+    config.output_attentions = True
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config).train()
+    seen = []
+    model.register_forward_hook(lambda module, args, output: seen.append(output.attentions))
+    batch = _batch()
+    with FeatureTap(model, FeatureRequest(attention=LAYERS)) as tap, torch.no_grad():
+        feats = tap.run(batch)
+    for layer in LAYERS:
+        _close_on_real_rows(feats.attention_probs(layer), seen[0][layer - 1], batch["attention_mask"])
