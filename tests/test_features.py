@@ -108,7 +108,8 @@ def test_unsupported_features_are_refused_in_one_line_before_any_pass():
     model = _model("modernbert")
     check_request(model, FeatureRequest(hidden=ALL, qkv=LAYERS), "hidden")  # these are collected
     with pytest.raises(AlembertError) as err:
-        check_request(find_layout(model), FeatureRequest(attention=frozenset({2})), "stages.ild.losses.1 (attention_mse)")
+        check_request(find_layout(model), FeatureRequest(attention=frozenset({2})),
+                      "stages.ild.losses.1 (attention_mse)")
     assert str(err.value) == (
         "stages.ild.losses.1 (attention_mse): model type 'modernbert': attention scores are not collected (rotary "
         "position embeddings and sliding-window local attention); use hidden-state, Q/K/V relation or prediction "

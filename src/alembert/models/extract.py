@@ -65,22 +65,21 @@ class Plan:
     ffn: dict[int, torch.Tensor]
 
     def index(self, kind: str, layer: int | None, layout: Layout) -> torch.Tensor | None:
-        size, width = layout.head_size, layout.num_heads * layout.head_size
+        """The kept positions along an axis of kind `kind` (models/roles.py) in teacher layer module `layer`."""
         if kind == "h":
             return self.hidden
         if kind == "a":  # MPNet: the same heads in every layer
             return next(iter(self.heads.values()))
-        units = {name: (self.heads[layer][:, None] * size + dims[layer]).flatten()
-                 for name, dims in (("q", self.qk), ("v", self.v))} if kind in ("q", "v", "qkv") else {}
-        if kind in units:
-            return units[kind]
-        if kind == "qkv":
-            return torch.cat([units["q"], width + units["q"], 2 * width + units["v"]])
         if kind == "f":
             return self.ffn[layer]
         if kind == "g":
             return torch.cat([self.ffn[layer], layout.ffn_size + self.ffn[layer]])
-        return None
+        if kind in ("q", "v", "qkv"):
+            heads = self.heads[layer][:, None] * layout.head_size
+            q, v = ((heads + dims[layer]).flatten() for dims in (self.qk, self.v))
+            width = layout.num_heads * layout.head_size
+            return {"q": q, "v": v, "qkv": torch.cat([q, width + q, 2 * width + v])}[kind]
+        return None  # "-": kept whole
 
 
 def student_config(source: nn.Module, layout: Layout, layer_ids: list[int], width: Width | None = None):
@@ -139,12 +138,10 @@ def student_width(layout: Layout, hidden: int | None, heads: int | None, ffn: in
     if size > layout.head_size:
         raise AlembertError(f"student.heads: {heads} heads of {hidden} make heads of {size}, wider than the "
                             f"teacher's {layout.head_size}; use at least {-(-hidden // layout.head_size)} heads")
-    if size < layout.head_size and layout.family == "modernbert":
-        raise AlembertError(f"student.heads: model type 'modernbert' keeps its head size {layout.head_size} (its rotary "
-                            f"embedding is defined on whole heads); use {hidden // layout.head_size} heads"
-                            if hidden % layout.head_size == 0 else
-                            f"student.hidden: model type 'modernbert' needs a multiple of its head size "
-                            f"{layout.head_size}")
+    if size < layout.head_size and layout.family == "modernbert":  # rotary embeddings act on whole heads
+        raise AlembertError(f"student.heads: model type 'modernbert' keeps its head size {layout.head_size} (its "
+                            f"rotary embedding is defined on whole heads); use a hidden width that is a multiple of "
+                            f"{layout.head_size}, with hidden / {layout.head_size} heads")
     return Width(hidden, heads, size, ffn)
 
 

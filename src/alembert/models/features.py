@@ -71,7 +71,8 @@ def check_request(target: Layout | nn.Module, request: FeatureRequest, loss_name
                 (request.qkv, "Q/K/V", layout.qkv_refused, "use hidden-state or prediction losses")]
     for asked, what, why, instead in refusals:
         if asked and why:
-            raise AlembertError(f"{loss_name}: model type '{layout.family}': {what} are not collected ({why}); {instead}")
+            raise AlembertError(f"{loss_name}: model type '{layout.family}': {what} are not collected ({why}); "
+                                f"{instead}")
     for kind, low in (("hidden", 0), ("attention", 1), ("qkv", 1)):
         outside = sorted(i for i in getattr(request, kind) if not low <= i <= layout.num_layers)
         if outside:

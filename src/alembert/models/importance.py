@@ -72,7 +72,7 @@ def importance(model: nn.Module, layout: Layout, batches: Iterable[dict]) -> Imp
             found = {name: (p.detach(), g) for (name, p), g in zip(named, grads[1:]) if g is not None}
             for name, (weight, grad) in found.items():
                 saliency[name] += (weight * grad).abs()
-            ffn += _taylor_ffn(layout, found, len(groups))
+            ffn += _taylor_ffn(layout, found, len(groups), device)
     finally:
         for handle in handles:
             handle.remove()
@@ -112,17 +112,19 @@ def _head_mask(mask: torch.Tensor, layer: int, heads: int):
     return hook
 
 
-def _taylor_ffn(layout: Layout, found: dict, layers: int) -> torch.Tensor:
-    rows = []
+def _taylor_ffn(layout: Layout, found: dict, layers: int, device) -> torch.Tensor:
+    """This batch's |sum W1*dW1 + b1*db1| + |sum W2*dW2| per FFN neuron, (layers, F)."""
+    scores = torch.zeros(layers, layout.ffn_size, device=device)
     for layer in range(layers):
         prefix = f"{layout.layers_path}.{layer}."
-
-        def product(name, axis):
-            weight, grad = found.get(prefix + name, (None, None))
-            return 0 if weight is None else (weight * grad).sum(dim=axis) if weight.dim() > 1 else weight * grad
-        into = product(f"{layout.ffn_in_name}.weight", 1) + product(f"{layout.ffn_in_name}.bias", 0)
-        out = product(f"{layout.ffn_out_name}.weight", 0)
+        into = torch.zeros(layout.ffn_size * (2 if layout.family == "modernbert" else 1), device=device)
+        out = torch.zeros(layout.ffn_size, device=device)
+        for name, total, axis in ((f"{layout.ffn_in_name}.weight", into, 1), (f"{layout.ffn_in_name}.bias", into, None),
+                                  (f"{layout.ffn_out_name}.weight", out, 0)):
+            if prefix + name in found:
+                weight, grad = found[prefix + name]
+                total += (weight * grad).sum(dim=axis) if axis is not None else weight * grad
         if layout.family == "modernbert":  # gated FFN: input rows, then the gate rows of the same neurons
-            into = sum(into.chunk(2)) if torch.is_tensor(into) else into
-        rows.append(torch.as_tensor(into).abs() + torch.as_tensor(out).abs())
-    return torch.stack([r.expand(layout.ffn_size) for r in rows])
+            into = into[:layout.ffn_size] + into[layout.ffn_size:]
+        scores[layer] = into.abs() + out.abs()
+    return scores
