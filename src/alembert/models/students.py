@@ -29,6 +29,14 @@ def student_from_spec(teacher: nn.Module, layers: int, hidden: int | None = None
         set_size(config, field, value)
     if getattr(config, "embedding_size", None) is not None and config.model_type == "electra":
         config.embedding_size = min(config.embedding_size, hidden)
+    if getattr(config, "pooler_hidden_size", None) is not None:  # DeBERTa's pooler reads the hidden width
+        config.pooler_hidden_size = hidden
+    if getattr(config, "attention_head_size", None) is not None:
+        config.attention_head_size = hidden // heads
+    if getattr(config, "layer_types", None):  # ModernBERT: its pattern of global and local layers, at the new depth
+        types = config.layer_types
+        period = next((i for i, kind in enumerate(types) if i and kind == types[0]), len(types))
+        config.layer_types = [types[i % period] for i in range(layers)]
     import torch
 
     torch.manual_seed(seed)
