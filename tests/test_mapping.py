@@ -21,6 +21,16 @@ def test_uniform_12_to_4_uses_teacher_layers_3_6_9_12():
 def test_uniform_not_divisible_rounds_half_up():
     # 6 / 4 = 1.5 per student layer: 1.5, 3, 4.5, 6 -> 2, 3, 5, 6
     assert attention_map("uniform", 4, 6) == [(1, 2), (2, 3), (3, 5), (4, 6)]
+    # 10 / 4 = 2.5: 2.5, 5, 7.5, 10 -> 3, 5, 8, 10 (round() would give 2, 5, 8, 10)
+    assert attention_map("uniform", 4, 10) == [(1, 3), (2, 5), (3, 8), (4, 10)]
+
+
+@pytest.mark.parametrize("teacher, student", [(6, 4), (10, 4), (12, 5), (7, 3), (12, 4)])
+def test_uniform_extraction_starts_each_student_layer_from_the_layer_it_is_distilled_against(teacher, student):
+    from alembert.models.students import pick_layers
+
+    extracted = [i + 1 for i in pick_layers("uniform", teacher, student, None)]  # 0-based -> 1-based
+    assert extracted == [t for _, t in attention_map("uniform", student, teacher)]
 
 
 def test_uniform_without_embeddings():
@@ -43,10 +53,18 @@ def test_skip_one_layer_student_is_an_error():
         layer_map("skip", 1, 12)
 
 
-def test_top_6_to_2():
-    assert layer_map("top", 2, 6) == [(0, 0), (1, 5), (2, 6)]
-    assert layer_map("top", 2, 6, include_embeddings=False) == [(1, 5), (2, 6)]
-    assert attention_map("top", 2, 6) == [(1, 5), (2, 6)]
+def test_top_is_pkd_last():
+    # PKD-Last for a 6-layer student of a 12-layer teacher: student 1..5 <-> teacher 7..11, never the last pair
+    expected = [(1, 7), (2, 8), (3, 9), (4, 10), (5, 11)]
+    assert layer_map("top", 6, 12) == expected
+    assert attention_map("top", 6, 12) == expected
+    assert layer_map("top", 2, 6) == [(1, 5)]  # no embeddings pair
+    assert layer_map("top", 3, 3) == [(1, 1), (2, 2)]
+
+
+def test_top_one_layer_student_is_an_error():
+    with pytest.raises(AlembertError, match="student_layers >= 2"):
+        attention_map("top", 1, 12)
 
 
 def test_top_student_deeper_than_teacher_is_an_error():

@@ -6,6 +6,7 @@ from alembert.errors import AlembertError
 from alembert.models.layout import find_layout
 from alembert.models.students import extract_student, pick_layers, student_from_spec
 from conftest import tiny_bert
+from families import FAMILIES
 
 
 def test_extraction_copies_exactly_the_chosen_layers():
@@ -35,6 +36,7 @@ def test_extracted_student_loads_without_alembert(tmp_path):
 @pytest.mark.parametrize("how,layers,explicit,expected", [
     ("uniform", 2, None, [2, 5]),  # TinyBERT's map for 6 -> 2: teacher layers 3 and 6 (1-based)
     ("uniform", 3, None, [1, 3, 5]),
+    ("uniform", 4, None, [1, 2, 4, 5]),  # 6 -> 4: teacher layers 2, 3, 5, 6, the uniform map's (half up)
     ("first", 2, None, [0, 1]),
     ("explicit", None, [0, 4], [0, 4]),
 ])
@@ -56,3 +58,15 @@ def test_student_from_spec_resizes_in_teacher_architecture():
     assert student.config.intermediate_size == 40 and student.config.num_labels == 2
     with pytest.raises(AlembertError, match="not divisible"):
         student_from_spec(tiny_bert(), layers=2, hidden=30, heads=4)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_student_from_spec_for_every_family(family):
+    teacher = AutoModelForSequenceClassification.from_config(FAMILIES[family]())
+    student = student_from_spec(teacher, layers=2, hidden=16, heads=2, ffn=40)
+    layout = find_layout(student)
+    assert (layout.num_layers, layout.hidden_size, layout.num_heads, layout.ffn_size) == (2, 16, 2, 40)
+    ids = torch.randint(5, 99, (2, 7))
+    assert student(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (2, 2)
+    if family == "modernbert":  # global every second layer, as the teacher
+        assert student.config.layer_types == ["full_attention", "sliding_attention"]

@@ -10,11 +10,14 @@ Both functions return a list of ``(student_index, teacher_index)`` pairs.
 Kinds (M = student layers, N = teacher layers):
 - ``uniform``: TinyBERT's g(m) = m * N / M for m = 1..M, plus (0, 0) for hidden states. When N is
   not a multiple of M the teacher index is m * N / M rounded half up (never below 1), so 6 -> 4
-  uses teacher layers 2, 3, 5, 6.
+  uses teacher layers 2, 3, 5, 6. Student extraction ``uniform`` copies the same layers
+  (``scaled_layer`` is the one rule for both), so a student learns from the layers it started as.
 - ``last``: only the last layers, (M, N); never the embeddings.
 - ``skip``: PKD-Skip, m <-> m * N / M (rounded as above) for the intermediate layers m = 1..M-1;
   the last layer is left to the prediction loss, so a 1-layer student has nothing to map.
-- ``top``: PKD-Last, m <-> N - M + m for m = 1..M, plus (0, 0) for hidden states.
+- ``top``: PKD-Last, m <-> N - M + m for the intermediate layers m = 1..M-1 (teacher layers
+  N-M+1..N-1); as in PKD-Skip the last layer is left to the prediction loss and the embeddings are
+  not paired, so a 1-layer student has nothing to map.
 - ``explicit``: ``explicit`` is either one teacher index per student index (hidden: M + 1 entries
   for students 0..M, or M entries for 1..M; attention: M entries for 1..M) or a list of
   ``[student, teacher]`` pairs.
@@ -69,26 +72,25 @@ def _build(kind, student_layers, teacher_layers, explicit, attention: bool) -> l
     label = f"{what} {kind!r}"
 
     if kind == "uniform":
-        pairs = [(m, _scaled(m, m_count, n_count)) for m in range(1, m_count + 1)]
+        pairs = [(m, scaled_layer(m, m_count, n_count)) for m in range(1, m_count + 1)]
         if not attention:
             pairs.insert(0, (0, 0))
     elif kind == "last":
         pairs = [(m_count, n_count)]
-    elif kind == "skip":
+    elif kind in ("skip", "top"):
         if m_count < 2:
             raise AlembertError(
                 f"{label}: a student with {m_count} layer has no intermediate layers to map "
                 "(expected student_layers >= 2)"
             )
-        pairs = [(m, _scaled(m, m_count, n_count)) for m in range(1, m_count)]
-    elif kind == "top":
-        if m_count > n_count:
-            raise AlembertError(
-                f"{label}: needs student_layers <= teacher_layers, got {m_count} > {n_count}"
-            )
-        pairs = [(m, n_count - m_count + m) for m in range(1, m_count + 1)]
-        if not attention:
-            pairs.insert(0, (0, 0))
+        if kind == "skip":
+            pairs = [(m, scaled_layer(m, m_count, n_count)) for m in range(1, m_count)]
+        else:
+            if m_count > n_count:
+                raise AlembertError(
+                    f"{label}: needs student_layers <= teacher_layers, got {m_count} > {n_count}"
+                )
+            pairs = [(m, n_count - m_count + m) for m in range(1, m_count)]
     else:
         pairs = _explicit_pairs(label, explicit, m_count, attention)
 
@@ -113,8 +115,10 @@ def _check_count(what: str, field: str, value) -> None:
         raise AlembertError(f"{what}: {field} must be an integer >= 1, got {value!r}")
 
 
-def _scaled(m: int, m_count: int, n_count: int) -> int:
-    # Integer arithmetic for m * N / M rounded half up; clamp to 1 so a layer never maps to the
+def scaled_layer(m: int, m_count: int, n_count: int) -> int:
+    """Teacher layer m * N / M (1-based) for student layer m, rounded half up: the uniform map's and uniform
+    extraction's one rule."""
+    # Integer arithmetic, so no float rounding decides a tie; clamp to 1 so a layer never maps to the
     # embeddings (possible only when the student is much deeper than the teacher).
     return max(1, (2 * m * n_count + m_count) // (2 * m_count))
 

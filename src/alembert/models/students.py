@@ -1,31 +1,18 @@
-"""Build a student: (a) from a size spec in the teacher's architecture, (b) by extracting teacher layers,
-or (c) from any HF checkpoint. Every student is a plain HF model that loads without alembert."""
+"""Build a student: (a) from a size spec in the teacher's architecture, (b) by extracting teacher layers, and
+optionally fewer dimensions, heads and neurons (ETD), or (c) from any HF checkpoint. Every student is a plain HF
+model that loads without alembert."""
 from __future__ import annotations
 
 import copy
-import re
+from typing import Iterable
 
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from alembert.errors import AlembertError
+from alembert.mapping import scaled_layer
+from alembert.models.extract import extract, set_size
 from alembert.models.layout import find_layout
-
-# config attribute names for each size field, BERT-style first, DistilBERT-style second
-_SIZE_FIELDS = {
-    "layers": ("num_hidden_layers", "n_layers"),
-    "hidden": ("hidden_size", "dim"),
-    "heads": ("num_attention_heads", "n_heads"),
-    "ffn": ("intermediate_size", "hidden_dim"),
-}
-
-
-def _set_size(config, field: str, value: int) -> None:
-    for name in _SIZE_FIELDS[field]:
-        if hasattr(config, name):
-            setattr(config, name, value)
-            return
-    raise AlembertError(f"student.{field}: the {config.model_type} config has no field for it")
 
 
 def student_from_spec(teacher: nn.Module, layers: int, hidden: int | None = None, heads: int | None = None,
@@ -39,9 +26,17 @@ def student_from_spec(teacher: nn.Module, layers: int, hidden: int | None = None
         raise AlembertError(f"student.hidden: {hidden} is not divisible by student.heads {heads}")
     ffn = ffn or hidden * 4
     for field, value in (("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn)):
-        _set_size(config, field, value)
+        set_size(config, field, value)
     if getattr(config, "embedding_size", None) is not None and config.model_type == "electra":
         config.embedding_size = min(config.embedding_size, hidden)
+    if getattr(config, "pooler_hidden_size", None) is not None:  # DeBERTa's pooler reads the hidden width
+        config.pooler_hidden_size = hidden
+    if getattr(config, "attention_head_size", None) is not None:
+        config.attention_head_size = hidden // heads
+    if getattr(config, "layer_types", None):  # ModernBERT: its pattern of global and local layers, at the new depth
+        types = config.layer_types
+        period = next((i for i, kind in enumerate(types) if i and kind == types[0]), len(types))
+        config.layer_types = [types[i % period] for i in range(layers)]
     import torch
 
     torch.manual_seed(seed)
@@ -49,7 +44,8 @@ def student_from_spec(teacher: nn.Module, layers: int, hidden: int | None = None
 
 
 def pick_layers(how: str, teacher_layers: int, student_layers: int | None, explicit: list[int] | None) -> list[int]:
-    """0-based teacher layer indices to copy. 'uniform' takes layers k, 2k, ... (1-based, TinyBERT's map)."""
+    """0-based teacher layer indices to copy. 'uniform' takes layers k, 2k, ... (1-based, TinyBERT's map), rounded
+    half up as the uniform layer map rounds."""
     if how == "explicit":
         if not explicit:
             raise AlembertError("student.layer_ids: give the teacher layers to extract, e.g. [0, 3]")
@@ -61,9 +57,8 @@ def pick_layers(how: str, teacher_layers: int, student_layers: int | None, expli
             raise AlembertError(f"student.layers: {student_layers} exceeds the teacher's {teacher_layers} layers")
         if how == "first":
             chosen = list(range(student_layers))
-        elif how == "uniform":
-            step = teacher_layers / student_layers
-            chosen = [round((m + 1) * step) - 1 for m in range(student_layers)]
+        elif how == "uniform":  # the uniform layer map's rule, so each layer is distilled against its source
+            chosen = [scaled_layer(m, student_layers, teacher_layers) - 1 for m in range(1, student_layers + 1)]
         else:
             raise AlembertError(f"student.extract: '{how}' is not one of uniform, first, explicit")
     for index in chosen:
@@ -75,25 +70,15 @@ def pick_layers(how: str, teacher_layers: int, student_layers: int | None, expli
     return chosen
 
 
-def extract_student(source: nn.Module, layer_ids: list[int]) -> nn.Module:
-    """Copy the embeddings, the chosen layers (in order) and the head of `source` into a shallower model."""
-    layout = find_layout(source)
-    config = copy.deepcopy(source.config)
-    _set_size(config, "layers", len(layer_ids))
-    student = AutoModelForSequenceClassification.from_config(config)
-    prefix = re.escape(layout.layers_path) + r"\.(\d+)\."
-    source_state = source.state_dict()
-    new_state = {}
-    for name in student.state_dict():
-        match = re.match(prefix, name)
-        if match:
-            src_layer = layer_ids[int(match.group(1))]
-            src_name = f"{layout.layers_path}.{src_layer}.{name[match.end():]}"
-        else:
-            src_name = name
-        new_state[name] = source_state[src_name].clone()
-    student.load_state_dict(new_state)
-    return student
+def extract_student(source: nn.Module, layer_ids: list[int], hidden: int | None = None, heads: int | None = None,
+                    ffn: int | None = None, select: str = "random", batches: Iterable[dict] | None = None,
+                    seed: int = 0) -> nn.Module:
+    """Copy the embeddings, the chosen layers (in order) and the head of `source` into a shallower model; with
+    `hidden`, `heads` or `ffn`, also narrower (Extract-Then-Distill): the dimensions, heads and FFN neurons kept are
+    drawn at random with `seed` (ETD-Rand), or are the most important ones by the task loss on `batches`
+    (ETD-Impt; dicts of input_ids, attention_mask, token_type_ids where used, and labels). Unset sizes keep the
+    teacher's head size and FFN-to-hidden ratio. See models/extract.py."""
+    return extract(source, layer_ids, hidden, heads, ffn, select, batches, seed)
 
 
 def same_vocabulary(tokenizer_a, tokenizer_b) -> bool:
