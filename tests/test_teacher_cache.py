@@ -124,8 +124,9 @@ def test_training_with_the_cache_equals_training_without(tmp_path, varied_task, 
     info = cached.report["teacher_cache"]
     assert info["enabled"] and not info["reused"] and info["bytes"] > 0
     assert info["path"].startswith(str(tmp_path / "cache"))
-    # fp16 storage: after 40 steps the students' weights (of order 0.1-1) differ by at most 1e-3 (1.6e-4 seen)
-    assert _max_difference(_student(live), _student(cached)) < 1e-3
+    # fp16 storage: after 40 steps the students' weights (of order 0.1-1) differ by at most 3e-3 (1.1e-3 seen with
+    # Engine v2's batch order; 1.6e-4 with the first engine's): rounding noise that training carries on
+    assert _max_difference(_student(live), _student(cached)) < 3e-3
     live_history = [e["accuracy"] for e in live.report["training"]["evaluations"]]
     assert live_history == [e["accuracy"] for e in cached.report["training"]["evaluations"]]
     # stored in fp32 instead, the only difference left is float noise (1.2e-7 seen): the cache changes nothing

@@ -7,7 +7,7 @@ from torch import nn
 
 from alembert.engine.plugins import Weights
 from alembert.engine.terms import LayerTerm, TermContext
-from alembert.models.features import FeatureRequest, Features
+from alembert.models.features import FeatureRequest, Features, check_request
 from alembert.models.layout import Layout
 from alembert.registry import LOSSES
 
@@ -35,7 +35,12 @@ class Objective(nn.Module):
         self.terms = nn.ModuleList()
         for i, spec in enumerate(stage.losses):
             context = TermContext(f"stages.{stage.name}.losses.{i}", student, teacher, regression)
-            self.terms.append(LOSSES.get(spec.type, context.field).build(spec, context))
+            term = LOSSES.get(spec.type, context.field).build(spec, context)
+            # a feature the model's family cannot give is refused now, before any stage trains
+            check_request(student, term.student_request, f"{context.field} ({spec.type}, student)")
+            if teacher is not None:
+                check_request(teacher, term.teacher_request, f"{context.field} ({spec.type}, teacher)")
+            self.terms.append(term)
         self.student_request = _union(t.student_request for t in self.terms)
         self.teacher_request = _union(t.teacher_request for t in self.terms)
         self.student_logits_used = any(t.reads_student_logits for t in self.terms)

@@ -30,6 +30,7 @@ import torch
 
 from alembert.files import fsync_path, sha256_file
 from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap, split_heads
+from alembert.models.layout import find_layout
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ def request_of(meta: dict) -> FeatureRequest:
     return FeatureRequest(**{k: frozenset(meta["request"][k]) for k in ("hidden", "attention", "qkv")})
 
 
-def _layout(request: FeatureRequest, lengths: np.ndarray, num_labels: int, width: int, heads: int) -> dict:
+def _layout(request: FeatureRequest, lengths: np.ndarray, num_labels: int, width: int, heads: int,
+            qkv_width: int) -> dict:
     """Every stored array: name -> (shape, dtype). Token arrays are the examples' real tokens back to back;
     score arrays each example's (heads, L, L) block, flattened."""
     tokens, store = int(lengths.sum()), np.dtype(STORE_DTYPE).name
@@ -92,7 +94,7 @@ def _layout(request: FeatureRequest, lengths: np.ndarray, num_labels: int, width
         arrays[f"hidden_{i}"] = ((tokens, width), store)
     for layer in sorted(request.qkv):
         for part in "qkv":
-            arrays[f"{part}_{layer}"] = ((tokens, width), store)
+            arrays[f"{part}_{layer}"] = ((tokens, qkv_width), store)
     for layer in sorted(request.attention):
         arrays[f"scores_{layer}"] = ((int((heads * lengths ** 2).sum()),), store)
     return arrays
@@ -179,8 +181,9 @@ def build_cache(path: Path, key: str, teacher, data, request: FeatureRequest,
     features to `path`, replacing what is there."""
     lengths = np.asarray([len(e["input_ids"]) for e in data.teacher_encodings(teacher_index)], dtype=np.int64)
     config = teacher.config
-    heads, width = config.num_attention_heads, config.hidden_size
-    arrays = _layout(request, lengths, config.num_labels, width, heads)
+    layout = find_layout(teacher)
+    heads, width = layout.num_heads, layout.hidden_size
+    arrays = _layout(request, lengths, config.num_labels, width, heads, heads * layout.head_size)
     need = sum(_nbytes(shape, dtype) for shape, dtype in arrays.values())
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free

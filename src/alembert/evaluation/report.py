@@ -75,14 +75,30 @@ def plot_comparison(rows: list[dict], metric: str, path: Path) -> None:
     plt.close(fig)
 
 
+def _speedup(speed: dict, batch: int) -> str:
+    """'6.1x (5.8-6.4)': the median per-round speed-up over the first model, with its 95 % interval; '*' when the
+    interval is too wide to trust (speed warnings)."""
+    ratio = speed.get(f"speedup_b{batch}")
+    if ratio is None:
+        return ""
+    interval = f" ({ratio['ci95'][0]:.1f}-{ratio['ci95'][1]:.1f})" if ratio.get("ci95") else ""
+    return f"{ratio['median']:.1f}x{interval}{'' if ratio.get('trusted', True) else ' *'}"
+
+
+def speed_warnings(rows: list[dict]) -> list[str]:
+    return [f"{r['name']}, batch {b}: {r['speed'][f'speedup_b{b}']['warning']}" for r in rows if "speed" in r
+            for b in (1, 32) if r["speed"].get(f"speedup_b{b}", {}).get("warning")]
+
+
 def comparison_table(rows: list[dict], metric: str) -> str:
     teacher = best_teacher(rows, metric)
-    lines = [f"| model | dev {metric} | parameters | latency b1 (ms) | latency b32 (ms) | % of teacher |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| model | dev {metric} | parameters | latency b1 (ms) | latency b32 (ms) | speed-up b1 | speed-up b32 "
+             "| % of teacher |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         kept = retained(r["metrics"][metric], teacher["metrics"][metric]) if teacher else None
         lines.append(f"| {r['name']} | {r['metrics'][metric]:.2f} | {r['speed']['parameters'] / 1e6:.1f}M | "
                      f"{r['speed']['latency_ms_b1']:.1f} | {r['speed']['latency_ms_b32']:.1f} | "
+                     f"{_speedup(r['speed'], 1)} | {_speedup(r['speed'], 32)} | "
                      f"{'' if kept is None else f'{kept:.1f}%'} |")
     return "\n".join(lines)
 
@@ -101,8 +117,11 @@ def write_report(out: Path, report: dict, logger: RunLogger) -> None:
     if all("speed" in r for r in rows):
         plot_comparison(rows, metric, out / "comparison.png")
         md += [comparison_table(rows, metric), "",
-               f"Latency: median of repeated forward passes at sequence length {rows[0]['speed']['seq_len']}, "
-               f"{rows[0]['speed']['threads']} threads, fp32, on this run's machine.", "",
+               f"Latency: the models timed together, interleaved in rounds, at sequence length "
+               f"{rows[0]['speed']['seq_len']}, {rows[0]['speed']['threads']} threads, fp32, on this run's machine: "
+               "each latency is the median over rounds, each speed-up the median of per-round ratios to the first "
+               "model with its 95 % interval (* : too wide to trust).", "",
+               *[f"- Warning: {w}" for w in speed_warnings(rows)], "",
                "![teacher vs student](comparison.png)", ""]
     else:
         md += ["| model | " + " | ".join(rows[0]["metrics"]) + " |", "|---|" + "---:|" * len(rows[0]["metrics"])]

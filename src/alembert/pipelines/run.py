@@ -25,7 +25,7 @@ from alembert.engine.state import CheckpointPlan
 from alembert.errors import AlembertError
 from alembert.evaluation.report import write_model_card, write_report
 from alembert.evaluation.scoring import score
-from alembert.evaluation.speed import speed_profile
+from alembert.evaluation.speed import speed_profiles
 from alembert.models.initialisers import build_student
 from alembert.models.loading import load_classifier
 from alembert.models.students import same_vocabulary
@@ -86,7 +86,7 @@ def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
         load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True)
         for t in recipe.teacher_list]
     teacher, teacher_tokenizer = loaded[0] if loaded else (None, None)  # the student is built from the first
-    student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels)
+    student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels, train_examples)
     # a teacher whose vocabulary differs from the student's reads the raw text through its own tokenizer
     own = [None if same_vocabulary(tokenizer, tok) else tok for _, tok in loaded]
     if any(own) and _token_aligned(recipe):
@@ -229,12 +229,12 @@ def _score(recipe, inputs: Inputs, teachers: list, assistant) -> list[dict]:
     if assistant is not None:
         scored.append(("assistant", assistant.cpu(), inputs.dev))
     scored.append(("student", inputs.student.cpu(), inputs.dev))
-    rows = []
-    for name, model, data in scored:
-        row = {"name": name, "metrics": score(model, data, inputs.task, recipe.eval_batch_size)}
-        if recipe.speed:
-            row["speed"] = speed_profile(model, recipe.max_length)
-        rows.append(row)
+    rows = [{"name": name, "metrics": score(model, data, inputs.task, recipe.eval_batch_size)}
+            for name, model, data in scored]
+    if recipe.speed:  # timed together, interleaved: each ratio to the first model survives a busy machine
+        profiles = speed_profiles({name: model for name, model, _ in scored}, recipe.max_length)
+        for row in rows:
+            row["speed"] = profiles[row["name"]]
     return rows
 
 

@@ -19,7 +19,7 @@ from alembert.data.batch import Batch
 from alembert.engine.objective import reduce
 from alembert.engine.plugins import Plugin
 from alembert.models.features import Features
-from alembert.models.layout import find_layout, get_layers
+from alembert.models.layout import find_layout, hook_layer_input
 from alembert.recipe.specs import ConsistencyOptions, MixUpOptions
 from alembert.registry import PLUGINS
 
@@ -51,15 +51,8 @@ class MixUp(Plugin):
         def mix(x: torch.Tensor) -> torch.Tensor:
             return lam * x + (1.0 - lam) * x.flip(0)
 
-        def hook(module, args, kwargs):
-            if args:
-                return (mix(args[0]),) + tuple(args[1:]), kwargs
-            key = next(iter(kwargs))
-            return args, dict(kwargs, **{key: mix(kwargs[key])})
-
         # prepend: feature taps on the same layer must see the mixed input (hidden state 0)
-        handles = [get_layers(m, find_layout(m))[0].register_forward_pre_hook(hook, with_kwargs=True, prepend=True)
-                   for m in models]
+        handles = [hook_layer_input(m, find_layout(m), mix, prepend=True) for m in models]
         try:
             yield
         finally:
