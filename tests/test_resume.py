@@ -28,18 +28,22 @@ from alembert.errors import AlembertError
 from alembert.recipe import recipe_from_dict
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 
 
 def _recipe_data(tmp_path, task, teacher_dir, name="run", **changes) -> dict:
-    """Two stages that exercise every piece of state: MixUp and consistency (their own RNG), dropout (the global
-    RNG), projections (objective state), gradient accumulation (accelerate's step count), evaluations (best
-    state), several epochs (the sampler's generator)."""
+    """Two stages that exercise every piece of state: MixUp and consistency (their own RNG), a plugin that owns
+    trainable parameters (docs/examples/uncertainty_weights.py: its values and their optimizer state), dropout
+    (the global RNG), projections (objective state), gradient accumulation (accelerate's step count), evaluations
+    (best state), several epochs (the sampler's generator)."""
     data = {"name": name, "task": task, "teacher": str(teacher_dir), "output_dir": str(tmp_path / "out"),
+            "imports": [str(EXAMPLES / "uncertainty_weights.py")],
             "student": {"init": "spec", "layers": 2, "hidden": 16, "heads": 2}, "max_length": 16, "batch_size": 8,
             "speed": False, "checkpoint_every": 1, "checkpoint_keep": 3,
             "stages": [{"name": "ild", "epochs": 2, "lr": 1e-3,
                         "plugins": [{"type": "mixup", "alpha": 1.0}, {"type": "consistency", "weight": 0.1,
-                                                                       "ramp": False}],
+                                                                       "ramp": False},
+                                    {"type": "uncertainty_weights"}],
                         "losses": [{"type": "hidden_mse", "map": "last"}]},
                        {"name": "pred", "epochs": 2, "lr": 1e-3, "grad_accum": 2, "eval_every": 3,
                         "losses": [{"type": "prediction", "alpha": 0.5}]}]}

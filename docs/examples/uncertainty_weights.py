@@ -28,6 +28,10 @@ class UncertaintyWeights(Plugin):
     class Options(PluginOptions):
         initial: float = 0.0  # s at the start: every pair weighted exp(0) = 1
 
+    def __init__(self, options=None, seed: int = 0):
+        super().__init__(options, seed)
+        self.log_vars = nn.ParameterDict()  # filled when its stage starts; empty in the run's other stages
+
     def on_stage_start(self, ctx) -> None:
         # one log-variance per layer pair of each layer term, created for this stage (its optimizer trains them)
         self.log_vars = nn.ParameterDict({
@@ -45,7 +49,7 @@ class UncertaintyWeights(Plugin):
 
     def after_step(self, ctx, parts) -> None:
         if ctx.step % 10 == 0:
-            ctx.log({f"uncertainty/term{i}_pair{p}": float(torch.exp(-s[p])) for i, s in self.log_vars.items()
+            ctx.log({f"uncertainty/term{i}_pair{p}": float(torch.exp(-s[p].detach())) for i, s in self.log_vars.items()
                      for p in range(len(s))})
 
     def state_dict(self) -> dict:

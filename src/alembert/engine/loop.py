@@ -184,7 +184,7 @@ class Trainer:
         eval_every = stage.eval_every or math.ceil(len(loader) / stage.grad_accum)
         position = {"step": 0, "micro": 0, "running": {}, "metric": None, "epoch": None}
         if self._resume is not None:
-            position = self._restore_stage(objective, optimizer, scheduler)
+            position = self._restore_stage(objective, optimizer, scheduler, plugins)
 
         def loss_of(batch):
             with self.autocast():
@@ -371,11 +371,11 @@ class Trainer:
         self.logger.restore(state["logger_rows"])
         for name, saved in state.get("sources", {}).items():
             self.sources[name].load_state_dict(saved)
-        if state["micro"] == 0:
-            self.plugins.load_state_dict(state["plugins"])
+        if state["micro"] == 0:  # at a stage's boundary: the run's plugins (a stage's own start afresh)
+            self.plugins.load_state_dict(state["plugins"], only=self.plugins.active(None))
         return state["stage"], kept["seconds"]
 
-    def _restore_stage(self, objective, optimizer, scheduler) -> dict:
+    def _restore_stage(self, objective, optimizer, scheduler, plugins) -> dict:
         """Continue from the very next micro-step: this stage's first, or a later one."""
         state, tensors = self._resume
         self._resume = None
@@ -384,7 +384,7 @@ class Trainer:
             objective.load_state_dict(tensors["objective"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            self.plugins.load_state_dict(state["plugins"])
+            self.plugins.load_state_dict(state["plugins"], only=plugins)
             position.update(step=state["step"], micro=state["micro"], running=state["running"],
                             metric=state["metric"], epoch=(state["epoch_micro"], state["epoch_generator"]))
         self.accelerator.step = state["accelerator_step"]

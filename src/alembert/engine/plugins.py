@@ -163,7 +163,10 @@ class Plugin:
         pass
 
     def state_dict(self) -> dict:
-        """What this plugin has learned or counted (plain containers of numbers, strings and tensors)."""
+        """What this plugin has learned or counted (plain containers of numbers, strings and tensors). Checkpoints
+        take it in every stage, also in stages where the plugin is not active (it may not have started yet). A
+        resumed run gives it back with `load_state_dict`: a stage's own plugin after its `on_stage_start` in that
+        stage; a plugin of the whole run also at a stage's boundary, before the next stage starts."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
@@ -210,15 +213,17 @@ class PluginSet:
         return [[p.name, {"own": p.state_dict(), "rng": p.rng.getstate(), "generator": p.generator.get_state()}]
                 for p in self.plugins]
 
-    def load_state_dict(self, saved: list) -> None:
-        """Each plugin gets the state saved by the plugin of its name, in order among those of that name (a plugin
-        present in only one of the two runs, e.g. a test's crash plugin, is skipped)."""
+    def load_state_dict(self, saved: list, only: list[Plugin] | None = None) -> None:
+        """Each plugin (of `only`, if given) gets the state saved by the plugin of its name, in order among those
+        of that name (a plugin present in only one of the two runs, e.g. a test's crash plugin, is skipped)."""
         saved = list(saved)
         for plugin in self.plugins:
             match = next((entry for entry in saved if entry[0] == plugin.name), None)
             if match is None:
                 continue
             saved.remove(match)
+            if only is not None and plugin not in only:
+                continue
             state = match[1]
             plugin.load_state_dict(state["own"])
             plugin.rng.setstate(as_tuple(state["rng"]))

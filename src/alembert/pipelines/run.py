@@ -73,8 +73,7 @@ class Inputs:
 
 def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
     """`teachers`: already loaded (model, tokenizer) pairs to reuse (a search's proxy runs share them)."""
-    task = get_task(recipe.task if isinstance(recipe.task, (str, list)) else recipe.task.model_dump(),
-                    recipe.data_dir)
+    task = get_task(recipe.task_spec, recipe.data_dir)
     data_seed = recipe.seed if recipe.data_seed is None else recipe.data_seed
     train_examples = task.load("train", recipe.train_limit, data_seed)
     if recipe.stress is not None:

@@ -59,8 +59,7 @@ class ProxyRunner:
 
         recipe = self.recipe(name, overrides)
         if self.teachers is None:
-            task = get_task(recipe.task if isinstance(recipe.task, (str, list)) else recipe.task.model_dump(),
-                            recipe.data_dir)
+            task = get_task(recipe.task_spec, recipe.data_dir)
             self.teachers = [load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True)
                              for t in recipe.teacher_list]
         start = time.perf_counter()

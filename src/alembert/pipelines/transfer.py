@@ -96,7 +96,8 @@ def run_transfer(path: str | os.PathLike, overrides: list[str] = (), overwrite: 
     for entry in spec.tasks:
         settings = {k: v if v is not None else getattr(spec.finetune, k)
                     for k, v in entry.model_dump(exclude={"task"}).items()}
-        task = entry.task if isinstance(entry.task, (str, list)) else entry.task.model_dump()
+        task = [t if isinstance(t, str) else t.model_dump() for t in entry.task] if isinstance(entry.task, list) \
+            else entry.task if isinstance(entry.task, str) else entry.task.model_dump()
         for seed in spec.seeds:
             name = f"{_task_name(entry.task)}-s{seed}"
             recipe = finetune_recipe(str(source), task, name=name, output_dir=str(folder), seed=seed,

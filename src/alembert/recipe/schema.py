@@ -119,6 +119,13 @@ class Recipe(_Strict):
         return [t if t.name else t.model_copy(update={"name": f"t{k}"}) for k, t in enumerate(self.teachers or [])]
 
     @property
+    def task_spec(self):
+        """The task as get_task takes it: a name, a mapping of files, or a list of them (one per domain)."""
+        def plain(task):
+            return task.model_dump() if isinstance(task, GenericTaskSpec) else task
+        return [plain(t) for t in self.task] if isinstance(self.task, list) else plain(self.task)
+
+    @property
     def cache(self) -> CacheSpec:
         return self.teacher_cache if isinstance(self.teacher_cache, CacheSpec) else CacheSpec(
             enabled=self.teacher_cache)
