@@ -1,0 +1,189 @@
+"""Issue 21's classes of bad input, each tested at the depth it is fixed: the strict YAML reader, label rules,
+training-set and split checks, model folders, checkpoints under a full disk, export into a folder in use, the
+command line's numbers, the model card's metadata. The same classes run through the CLI in test_bad_input.py."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from alembert.errors import AlembertError
+from alembert.tasks import Example, check_labeled, check_training_labels, get_task
+from alembert.yaml_file import MAX_DEPTH, MAX_NODES, read_yaml_mapping, safe_yaml_value
+from conftest import tiny_bert, write_tokenizer
+
+LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(8))
+
+
+def _one_line(err) -> str:
+    message = str(err.value)
+    assert len(message.splitlines()) == 1, message
+    return message
+
+
+def _yaml_error(tmp_path, text: str) -> str:
+    path = tmp_path / "file.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(AlembertError) as err:
+        read_yaml_mapping(path, "recipe", "recipe keys")
+    message = _one_line(err)
+    assert message.startswith(str(path))
+    return message
+
+
+# --- YAML: duplicate keys, depth, aliases, size (cases 4 and 15) -------------------------------------------------
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("name: a\nstages: [1]\nteacher: t\nstages: [2]\n", "stages", (4, 2)),  # the KD recipe that ran as fine-tuning
+    ("task:\n  train: a.csv\n  dev: b.csv\n  train: c.csv\n", "train", (4, 2)),  # nested
+    ("stages:\n  - name: kd\n    losses: [{type: prediction, alpha: 1, alpha: 0}]\n", "alpha", (3, 3)),  # flow
+    ("a: {true: 1, True: 2}\n", "True", (1, 1)),  # two spellings of one key
+])
+def test_a_duplicate_key_is_refused_at_any_depth_naming_both_lines(tmp_path, text, key, lines):
+    message = _yaml_error(tmp_path, text)
+    assert f"line {lines[0]}: key '{key}' appears twice" in message and f"first at line {lines[1]}" in message
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("base: &b {lr: 1, epochs: 2}\nstage: {<<: *b, lr: 3}\n")
+    assert read_yaml_mapping(path, "recipe", "keys")["stage"] == {"lr": 3, "epochs": 2}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a: " + "[" * 5000 + "]" * 5000, f"nested deeper than {MAX_DEPTH} levels"),
+    ("a: " + "{b: " * 3000 + "1" + "}" * 3000, f"nested deeper than {MAX_DEPTH} levels"),
+    ("".join(f"x{i}: &x{i} [{f'*x{i - 1}' if i else 1}]\n" for i in range(100)), f"deeper than {MAX_DEPTH} levels"),
+    (LAUGHS, f"more than {MAX_NODES} values"),
+    ("a: &a [1, *a]\n", "an alias refers to a value that contains it"),
+    ("a: &a {b: *a}\n", "an alias refers to a value that contains it"),
+])
+def test_documents_built_to_exhaust_the_parser_are_refused(tmp_path, text, expected):
+    assert expected in _yaml_error(tmp_path, text)
+
+
+def test_a_large_file_is_refused_by_size_and_a_directory_is_named(tmp_path):
+    assert "bytes, expected a recipe file of at most" in _yaml_error(tmp_path, "a: " + "x" * (2 << 20) + "\n")
+    with pytest.raises(AlembertError, match="is a directory, expected a recipe file"):
+        read_yaml_mapping(tmp_path, "recipe", "keys")
+
+
+def test_set_values_go_through_the_same_guards():
+    assert safe_yaml_value("3e-5", "--set lr=3e-5") == "3e-5"  # as yaml.safe_load reads it
+    assert safe_yaml_value("[1, 2]", "--set x") == [1, 2]
+    assert safe_yaml_value("[1, 2", "--set x") == "[1, 2"  # not YAML: the text itself, as --set always read it
+    for value, expected in (("[" * 200 + "]" * 200, "nested deeper"), (LAUGHS.replace("\n", ", ").join("{}"),
+                                                                         "more than"),
+                            ("{a: 1, a: 2}", "appears twice"), ("x" * 70000, "characters, expected at most")):
+        with pytest.raises(AlembertError) as err:
+            safe_yaml_value(value, "--set k=v")
+        assert _one_line(err).startswith("--set k=v: ") and expected in str(err.value)
+
+
+def test_every_yaml_the_tool_reads_is_strict(tmp_path):
+    """Recipes, pool files and task files all go through the strict reader."""
+    from alembert.pool import load_pool
+    from alembert.recipe import load_recipe
+
+    text = "name: a\nname: b\n"
+    for loader, file in ((load_recipe, "r.yaml"), (load_pool, "p.yaml"), (get_task, "t.yaml")):
+        path = tmp_path / file
+        path.write_text(text)
+        with pytest.raises(AlembertError, match=re.escape(f"{path}, line 2: key 'name' appears twice")):
+            loader(str(path))
+
+
+# --- JSON lines built to exhaust the parser (case 15) -------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    ("[" * 100_000 + "]" * 100_000, "JSON nested deeper than 64 levels"),  # Python's own parser: RecursionError
+    ("[" * 500 + "]" * 500, "JSON nested deeper than 64 levels"),  # parses, then refused by depth
+    ("1" * 5000, "not valid JSON (Exceeds the limit (4300 digits)"),  # ValueError, not a JSONDecodeError
+])
+def test_a_jsonl_line_nested_thousands_deep_is_refused(tmp_path, value, expected):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "label": "neg", "x": %s}\n' % value)
+    with pytest.raises(AlembertError) as err:
+        get_task({"train": str(path), "text_columns": ["text"], "labels": ["neg", "pos"]}).load("train")
+    assert _one_line(err).startswith(f"{path}, line 2: {expected}")
+
+
+# --- labels: numbers compared as numbers, mixed labels named (case 5) ---------------------------------------------
+
+def _task(tmp_path, labels_csv: str, **spec):
+    (tmp_path / "train.csv").write_text("text,label\n" + labels_csv)
+    return get_task({"train": str(tmp_path / "train.csv"), "text_columns": ["text"], **spec})
+
+
+def test_numeric_labels_are_compared_as_numbers(tmp_path):
+    task = _task(tmp_path, "good,1\nbad,0\nfine,1.0\nawful,0.0\ngreat,01\n")
+    assert task.label_names == ("0", "1")
+    assert [e.label for e in task.load("train")] == [1, 0, 1, 0, 1]
+    explicit = _task(tmp_path, "good,1.0\nbad,0\n", labels=[0, 1])  # the same rule with a labels list
+    assert [e.label for e in explicit.load("train")] == [1, 0]
+    ordered = _task(tmp_path, "a,10\nb,2\nc,2.0\n")
+    assert ordered.label_names == ("2", "10")
+    with pytest.raises(AlembertError, match="distinct label values"):
+        _task(tmp_path, "a,1\nb,0\n", labels=[1, "1.0", 0])
+
+
+def test_text_labels_stay_text(tmp_path):
+    assert _task(tmp_path, "a,pos\nb,neg\nc,Pos\n").label_names == ("Pos", "neg", "pos")
+
+
+def test_mixed_numeric_and_text_labels_name_what_was_found(tmp_path):
+    with pytest.raises(AlembertError) as err:
+        _task(tmp_path, "a,1\nb,0\nc,pos\nd,1.0\n")
+    assert "mixes numeric and text labels (found 4: 0, 1, 1.0, pos)" in _one_line(err)
+    task = _task(tmp_path, "a,1\nb,0\nc,pos\n", labels=["0", "1", "pos"])  # stated: taken as written
+    assert [e.label for e in task.load("train")] == [1, 0, 2]
+
+
+def test_jsonl_number_labels(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0.0}\n{"text": "c", "label": "1"}\n')
+    task = get_task({"train": str(path), "text_columns": ["text"]})
+    assert task.label_names == ("0", "1") and [e.label for e in task.load("train")] == [1, 0, 1]
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": NaN}\n')
+    with pytest.raises(AlembertError, match="line 2: label nan is not a finite number"):
+        get_task({"train": str(path), "text_columns": ["text"]})
+
+
+# --- a training set that cannot teach, a split that cannot be scored (cases 7 and 13) -----------------------------
+
+def test_a_training_set_of_one_class_is_refused(tmp_path):
+    task = _task(tmp_path, "good,pos\ngreat,pos\n", labels=["neg", "pos"])
+    examples = task.load("train")
+    with pytest.raises(AlembertError) as err:
+        check_training_labels(examples, task)
+    assert _one_line(err) == (f"{tmp_path / 'train.csv'}: the training set holds only the class 'pos' (2 examples); "
+                              "expected examples of at least two classes (the task's: neg, pos)")
+    with pytest.raises(AlembertError, match=r"^train.csv \(train_limit 2\): the training set holds only"):
+        check_training_labels(examples, task, "train.csv (train_limit 2)")
+    check_training_labels(examples + [Example("bad", None, 0)], task)  # two classes: fine
+
+
+def test_a_constant_regression_target_is_refused(tmp_path):
+    task = _task(tmp_path, "a,2.5\nb,2.5\n", regression=True)
+    with pytest.raises(AlembertError, match=r"train.csv: every training target is 2.5 \(2 examples\)"):
+        check_training_labels(task.load("train"), task)
+
+
+def test_a_split_without_labels_is_refused_before_scoring(tmp_path):
+    (tmp_path / "test.csv").write_text("text\ngood\nbad\n")
+    task = _task(tmp_path, "a,pos\nb,neg\n", test=str(tmp_path / "test.csv"))
+    examples = task.load("test")
+    with pytest.raises(AlembertError) as err:
+        check_labeled(examples, task, "test")
+    assert _one_line(err).startswith(f"{tmp_path / 'test.csv'}: the test split has no labels to score (2 examples")
+    with pytest.raises(AlembertError, match="task custom: the set of examples has no labels to score"):
+        task.compute_metrics([[0.1, 0.9], [0.8, 0.2]], [None, None])  # the safety net under every scorer
+    check_labeled(task.load("train"), task, "train")
