@@ -187,3 +187,136 @@ def test_a_split_without_labels_is_refused_before_scoring(tmp_path):
     with pytest.raises(AlembertError, match="task custom: the set of examples has no labels to score"):
         task.compute_metrics([[0.1, 0.9], [0.8, 0.2]], [None, None])  # the safety net under every scorer
     check_labeled(task.load("train"), task, "train")
+
+
+# --- checkpoints: a full disk, a manifest or state of the wrong shape (cases 8 and 16) ----------------------------
+
+from safetensors import SafetensorError  # noqa: E402
+
+from alembert.engine import checkpoint as checkpoint_module  # noqa: E402
+from alembert.engine.checkpoint import Checkpoints, check_run_state  # noqa: E402
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs: a real full filesystem. Skipped where mounting is not permitted (not root, a container)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root (a real full disk cannot be made here)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        pytest.skip(f"mounting a tmpfs is not permitted here ({done.stderr.strip() or done.returncode})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("writer", ["safetensors", "torch.save"])
+def test_a_real_full_disk_keeps_the_previous_checkpoint_and_leaves_nothing(small_disk, writer):
+    checkpoints = Checkpoints(small_disk / "ck")
+    first = checkpoints.save({"step": 0}, {"student": {"w": torch.zeros(1000)}})
+    big = torch.zeros(1_000_000)  # 4 MB: does not fit, in the safetensors group or in state.pt
+    state, tensors = ({"step": 1}, {"student": {"w": big}}) if writer == "safetensors" else \
+        ({"step": 1, "big": big}, {"student": {"w": torch.ones(1000)}})
+    with pytest.raises(AlembertError) as err:
+        checkpoints.save(state, tensors)
+    assert _one_line(err) == (f"{small_disk / 'ck' / 'ckpt-000002'}: cannot write the checkpoint (no space left on "
+                              f"device); the previous checkpoint {first} is kept")
+    assert [p.name for p in (small_disk / "ck").iterdir()] == [first.name]  # the temporary folder is gone
+    assert checkpoints.latest()[1]["step"] == 0
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"),  # torch.save, disk full
+    OSError(errno.EIO, "Input/output error"),
+])
+@pytest.mark.parametrize("where", ["save_file", "torch_save", "sha256_file", "fsync_path"])
+def test_every_kind_of_write_failure_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, failure, where):
+    checkpoints = Checkpoints(tmp_path / "ck")
+    first = checkpoints.save({"step": 0}, {"student": {"w": torch.zeros(2)}})
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    if where == "torch_save":
+        monkeypatch.setattr(checkpoint_module.torch, "save", fail)
+    else:
+        monkeypatch.setattr(checkpoint_module, where, fail)
+    monkeypatch.setattr(checkpoint_module, "LOW_SPACE", 0)  # this disk is not full: the error's own words count
+    with pytest.raises(AlembertError) as err:
+        checkpoints.save({"step": 1}, {"student": {"w": torch.ones(2)}})
+    why = "Input/output error" if getattr(failure, "errno", None) == errno.EIO else \
+        "RuntimeError: [enforce fail" if isinstance(failure, RuntimeError) else "no space left on device"
+    assert f"cannot write the checkpoint ({why}" in _one_line(err) and f"{first} is kept" in str(err.value)
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == [first.name]
+
+
+def test_an_interrupt_during_a_write_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    checkpoints = Checkpoints(tmp_path / "ck")
+    checkpoints.save({"step": 0}, {"student": {"w": torch.zeros(2)}})
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.save({"step": 1}, {"student": {"w": torch.ones(2)}})
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["ckpt-000001"]
+
+
+def _rewrite_manifest(path: Path, change) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps(change(manifest)))
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda m: [m], "holds a list, expected an object"),
+    (lambda m: dict(m, files=list(m["files"])), "has no 'files' object"),
+    (lambda m: dict(m, files={}), "has no 'files' object"),
+    (lambda m: dict(m, groups="student"), "has no 'groups' list"),
+    (lambda m: dict(m, groups=["student", "other"]), "does not list other.safetensors"),
+    (lambda m: dict(m, files={**m["files"], "state.pt": "abc"}), "entry 'state.pt' is not {bytes, sha256}"),
+    (lambda m: dict(m, files={**m["files"], "../../x": {"bytes": 1, "sha256": "0"}}), "lists '../../x'"),
+    (lambda m: 42, "holds a int"),
+])
+def test_a_manifest_of_the_wrong_shape_falls_back_to_the_checkpoint_before(tmp_path, caplog, change, expected):
+    checkpoints = Checkpoints(tmp_path / "ck", keep=3)
+    for i in range(2):
+        checkpoints.save({"step": i}, {"student": {"w": torch.full((2,), float(i))}})
+    _rewrite_manifest(checkpoints.newest(), change)
+    assert checkpoints.latest()[1]["step"] == 0
+    assert expected in caplog.text
+
+
+def _run_state(**changes) -> dict:
+    state = {"phase": "student", "stage": 0, "step": 3, "micro": 0, "running": {}, "metric": None,
+             "epoch_micro": 0, "epoch_generator": torch.zeros(2), "accelerator_step": 0, "mixup": None,
+             "result": {}, "logger_rows": [], "rng": {}, "controllers": []}
+    state.update(changes)
+    return state
+
+
+@pytest.mark.parametrize("state, expected", [
+    ([1, 2, 3], "state.pt holds a list, expected a mapping"),
+    ({"step": 3}, "state.pt lacks phase, stage, micro"),
+    (_run_state(micro=2), "state.pt lacks optimizer, scheduler"),
+    (_run_state(stage="0"), "stage of type str"),
+    (_run_state(result=[]), "result of type list"),
+])
+def test_a_state_that_is_not_a_runs_falls_back_to_the_checkpoint_before(tmp_path, caplog, state, expected):
+    checkpoints = Checkpoints(tmp_path / "ck", keep=3, validate=check_run_state)
+    checkpoints.save(_run_state(step=1), {"student": {"w": torch.zeros(2)}})
+    checkpoints.save(state, {"student": {"w": torch.ones(2)}})
+    path, found, _ = checkpoints.latest()
+    assert found["step"] == 1 and path.name == "ckpt-000001"
+    assert expected in caplog.text
+
+
+def test_check_run_state_needs_the_student_weights():
+    assert check_run_state(_run_state(), {"student": {}}) is None
+    assert check_run_state(_run_state(), {"best": {}}) == "it has no student weights"
