@@ -323,3 +323,44 @@ def test_a_state_that_is_not_a_runs_falls_back_to_the_checkpoint_before(tmp_path
 def test_check_run_state_needs_the_student_weights():
     assert check_run_state(_run_state(), {"student": {}}) is None
     assert check_run_state(_run_state(), {"best": {}}) == "it has no student weights"
+
+
+# --- the model card's metadata: the Hub's model-index -------------------------------------------------------------
+
+def _report(task: str | dict, name: str, metrics: dict) -> dict:
+    main = next(iter(metrics))
+    return {"name": "my-student", "task": {"name": name, "main_metric": main, "metrics": list(metrics)},
+            "teacher": "outputs/teacher/student", "stages": [{"name": "kd", "losses": ["prediction(alpha=0.5, T=2)"]}],
+            "seed": 42, "data": {"train_examples": 100, "dev_examples": 20, "train_limit": None},
+            "models": [{"name": "teacher", "metrics": {k: v + 1 for k, v in metrics.items()}},
+                       {"name": "student", "metrics": metrics}], "recipe": {"task": task}}
+
+
+@pytest.mark.parametrize("task, name, metrics, dataset", [
+    ("sst2", "sst2", {"accuracy": 91.25}, {"name": "GLUE SST-2", "type": "nyu-mll/glue", "config": "sst2",
+                                           "split": "validation"}),
+    ("mnli-mm", "mnli-mm", {"accuracy": 80.0}, {"type": "nyu-mll/glue", "config": "mnli",
+                                                "split": "validation_mismatched"}),
+    ({"name": "reviews"}, "reviews", {"f1": 88.5, "accuracy": 90.0}, {"name": "reviews", "type": "reviews",
+                                                                      "split": "dev"}),
+    ("stsb", "stsb", {"pearson": 85.0, "spearman": float("nan")}, {"config": "stsb"}),
+])
+def test_the_model_card_carries_the_metrics_as_model_index(tmp_path, task, name, metrics, dataset):
+    from huggingface_hub import ModelCard
+
+    from alembert.evaluation.report import write_model_card
+
+    write_model_card(tmp_path, _report(task, name, metrics))
+    card = ModelCard.load(tmp_path / "README.md")  # the Hub's own parser of model cards
+    front = yaml.safe_load((tmp_path / "README.md").read_text().split("---")[1])
+    result = front["model-index"][0]["results"][0]
+    assert front["model-index"][0]["name"] == "my-student" and result["task"]["type"] == "text-classification"
+    assert dataset.items() <= result["dataset"].items()
+    finite = {k: v for k, v in metrics.items() if v == v}
+    results = card.data.eval_results
+    assert [(r.metric_type, r.metric_value) for r in results] == [
+        ({"matthews_corr": "matthews_correlation", "pearson": "pearsonr"}.get(k, k), v) for k, v in finite.items()]
+    assert all(r.task_type == "text-classification" and r.dataset_type == result["dataset"]["type"]
+               and r.dataset_split == result["dataset"]["split"] and r.metric_name.endswith("(dev, %)")
+               for r in results)
+    assert card.data.library_name == "transformers" and "# my-student" in card.text
