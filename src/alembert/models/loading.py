@@ -120,7 +120,7 @@ def read_config_file(folder: str | os.PathLike) -> dict:
     if model_type not in CONFIG_MAPPING_NAMES and "auto_map" not in config:
         import transformers
 
-        close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING_NAMES), n=1, cutoff=0.8)
+        close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING_NAMES), n=1, cutoff=0.75)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise AlembertError(f"model {file}: unknown model_type '{printable(model_type)}' ({hint}transformers "
                             f"{transformers.__version__} does not know it; expected a supported architecture)")
