@@ -202,8 +202,9 @@ def _check_lengths(models, lengths, option: str) -> None:
     """Each model's position embeddings take the longest of `lengths`, checked from its config before any work."""
     from alembert.models.loading import check_max_length, load_config
 
-    for model in models:
-        check_max_length(load_config(model), max(lengths), option)
+    for model in models:  # a folder that is no checkpoint is bench's to name, as it does
+        if os.path.isfile(os.path.join(model, "config.json")):
+            check_max_length(load_config(model), max(lengths), option)
 
 
 def _max_length(model: str, given: int | None, trust_remote_code: bool) -> int:

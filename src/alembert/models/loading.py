@@ -51,7 +51,8 @@ def resolve_model_path(name: str | os.PathLike) -> str:
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-# a tokenizer's vocabulary lives in one of these; tokenizer_config.json and special_tokens_map.json alone hold none
+# a tokenizer's vocabulary lives in one of these (or in another vocab* file, or a SentencePiece *.model or *.spm);
+# tokenizer_config.json and special_tokens_map.json alone hold none
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spm.model", "spiece.model",
                    "sentencepiece.bpe.model", "tokenizer.model", "source.spm", "bpe.codes")
 # model types whose position ids start after the padding id (fairseq's make_positions): padding_idx + 1 of the
@@ -173,7 +174,8 @@ def check_tokenizer_files(folder: str | os.PathLike) -> None:
     """A local checkpoint holds a tokenizer's vocabulary: `model.save_pretrained` alone writes none, and
     transformers then builds a tokenizer of special tokens only, which reads every word as [UNK]."""
     folder = Path(folder)
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+    if not any(path.is_file() and (path.name in TOKENIZER_FILES or path.name.startswith("vocab")
+                                   or path.suffix in (".model", ".spm")) for path in folder.iterdir()):
         raise AlembertError(
             f"model {folder}: no tokenizer files (expected tokenizer.json, or a vocabulary: vocab.txt, vocab.json "
             "with merges.txt, or a SentencePiece .model; save the tokenizer there too, tokenizer.save_pretrained)")
