@@ -194,17 +194,16 @@ def test_every_numeric_flag_is_range_checked_when_parsed(command, flag, value, c
 
 
 def test_every_option_has_help_and_shows_its_default(capsys):
-    from alembert.cli import _parser
+    from alembert.cli import _Help, _parser
 
     commands = _parser()._subparsers._group_actions[0].choices
     assert set(commands) == {"finetune", "distill", "pool", "eval", "demo", "export", "bench", "pareto"}
+    shown = _Help("alembert")._get_help_string
     for name, parser in commands.items():
         for action in parser._actions:
             assert action.help, f"{name} {action.option_strings or action.dest}: no help"
-        text = parser.format_help()
-        for action in parser._actions:
             if action.option_strings and action.default not in (None, False, [], "==SUPPRESS=="):
-                assert "default" in action.help or f"(default: " in text, (name, action.option_strings)
+                assert "default" in shown(action), (name, action.option_strings)
     finetune = " ".join(commands["finetune"].format_help().split())
     for shown in ("(default: 3.0)", "(default: 5e-05)", "(default: 32)", "(default: 42)", "(default: 128, or the"):
         assert shown in finetune

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors import SafetensorError
 
+from alembert.engine import checkpoint as checkpoint_module
+from alembert.engine.checkpoint import Checkpoints, check_run_state
 from alembert.errors import AlembertError
 from alembert.tasks import Example, check_labeled, check_training_labels, get_task
 from alembert.yaml_file import MAX_DEPTH, MAX_NODES, read_yaml_mapping, safe_yaml_value
-from conftest import tiny_bert, write_tokenizer
 
 LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(8))
 
@@ -192,10 +194,6 @@ def test_a_split_without_labels_is_refused_before_scoring(tmp_path):
 
 # --- checkpoints: a full disk, a manifest or state of the wrong shape (cases 8 and 16) ----------------------------
 
-from safetensors import SafetensorError  # noqa: E402
-
-from alembert.engine import checkpoint as checkpoint_module  # noqa: E402
-from alembert.engine.checkpoint import Checkpoints, check_run_state  # noqa: E402
 
 
 @pytest.fixture

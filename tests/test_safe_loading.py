@@ -164,7 +164,8 @@ def test_max_length_beyond_the_position_embeddings(tmp_path):
     config = load_config(_model(tmp_path / "model"))  # tiny_bert: 64 positions
     check_max_length(config, 64, "--max-length")
     with pytest.raises(AlembertError, match=r"^--max-length: 65 tokens is more than model .*model takes \(its "
-                                            r"position embeddings cover 64 tokens; expected a max_length of at most 64"):
+                                            r"position embeddings cover 64 tokens; expected a max_length of "
+                                            r"at most 64"):
         check_max_length(config, 65, "--max-length")
     assert position_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512  # ids start after pad
     assert position_limit(DebertaV2Config(position_biased_input=False)) is None  # relative positions only
