@@ -53,11 +53,10 @@ def _number(kind, low, high=None, low_open=False):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
         return value
 
-    parse.__name__ = expected  # argparse names the type in some messages
     return parse
 
 
-_FRACTION, _POSITIVE, _COUNT = _number(float, 0, 1), _number(float, 0, low_open=True), _number(int, 1)
+_FRACTION, _COUNT = _number(float, 0, 1), _number(int, 1)
 _EPOCHS, _LR = _number(float, 0, 10_000, low_open=True), _number(float, 0, 1, low_open=True)
 _SEED = _number(int, 0, 2**32 - 1)  # NumPy's seeds are 32-bit; a negative one fails deep inside set_seed
 _BATCH = _number(int, 1, 1 << 20)
@@ -68,6 +67,7 @@ DEFAULT_MAX_LENGTH = 128
 _MAX_LENGTH_HELP = (f"tokens per example, longer ones cut; at most the model's position embeddings take (default: "
                     f"{DEFAULT_MAX_LENGTH}, or the model's limit when smaller)")
 _TRUST = "let the model checkpoints run their own Python code (only for sources you trust)"
+_DEBUG = "on an error, show the full traceback before the one-line message (the exit code stays 2)"
 _DATA_DIR = "data folder (default: $ALEMBERT_DATA, else ../shared/data)"
 
 
@@ -77,11 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="alembert", description="Distil fine-tuned encoders into small, fast students.",
                      formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"alembert {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors (exit code 2 still)")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG)
     # --debug is accepted after the command too; SUPPRESS keeps a subcommand from resetting the top-level flag
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback on errors (exit code 2 still)")
+                        help=_DEBUG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, text):
