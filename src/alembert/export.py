@@ -32,7 +32,8 @@ RECORD_FILE = "export.json"  # the summary of the export and the model it came f
 DEFAULT_MAX_LENGTH = 128
 # what a checkpoint folder holds besides its weights; copied so the ONNX folder is self-contained
 _SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-               "vocab.json", "merges.txt", "spm.model", "sentencepiece.bpe.model", "added_tokens.json")
+               "vocab.json", "merges.txt", "spm.model", "sentencepiece.bpe.model", "added_tokens.json",
+               "spiece.model", "tokenizer.model", "source.spm", "bpe.codes")  # every vocabulary loading.py accepts
 # files that make a folder some model's: weights of any format besides the files an export writes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ckpt")
 _CHECK_TEXTS = (  # real-looking sentences of very different lengths, so the check batch is padded
