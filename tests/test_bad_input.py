@@ -300,11 +300,131 @@ def flip_labels_out_of_range(w):
 
 def batch_size_zero(w):
     return w.finetune(w.task_file(), "--batch-size", "0"), \
-        ["argument --batch-size", "expected an integer of at least 1"]
+        ["argument --batch-size", "expected an integer from 1 to 1048576, got 0"]
 
 
 def missing_argument(w):
     return ["finetune", "--model", str(w.teacher)], ["the following arguments are required: --task"]
+
+
+# --- issue 21: what used to pass silently, end in a traceback, or say the wrong thing -----------------------------
+
+def export_into_another_models_folder(w):  # used to overwrite its config and tokenizer: it loaded as this model
+    other = w.model("other", extra_words=("extra",))
+    return ["export", str(w.teacher), "--onnx", "--output", str(other)], \
+        [f"output {other}: holds another model's files (", "model.safetensors", "tokenizer.json", "--overwrite"]
+
+
+def recipe_duplicate_key(w):  # used to keep the second 'stages': a KD recipe ran as fine-tuning
+    text = yaml.safe_dump(w.recipe_data(), sort_keys=False)
+    text += "stages:\n- name: tune\n  losses: [{type: prediction, alpha: 0.0}]\n"
+    line = text.count("\n") - 2
+    return w.distill(text), [f"recipe.yaml, line {line}: key 'stages' appears twice", "first at line"]
+
+
+def task_file_duplicate_nested_key(w):
+    text = yaml.safe_dump({"name": "toy", "task": "x"}).replace("task: x\n", "") + \
+        "train: train.csv\ndev: dev.csv\ntext_columns: [text]\nlabels: [neg, pos]\ntrain: dev.csv\n"
+    w.file("train.csv", GOOD_CSV), w.file("dev.csv", GOOD_CSV)
+    return w.finetune(str(w.file("task.yaml", text))), ["task.yaml, line 6: key 'train' appears twice",
+                                                        "first at line 2"]
+
+
+def recipe_is_a_directory(w):  # used to say "not found"
+    (w.root / "recipes").mkdir()
+    return ["distill", str(w.root / "recipes")], ["recipes: is a directory, expected a recipe file"]
+
+
+def recipe_billion_laughs(w):
+    laughs = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9))
+    return w.distill(yaml.safe_dump(w.recipe_data()) + laughs), ["recipe.yaml, line", "more than 100000 values"]
+
+
+def recipe_nested_thousands_deep(w):  # used to end in a RecursionError
+    return w.distill("name: run\nstudent: " + "[" * 5000 + "]" * 5000 + "\n"), \
+        ["recipe.yaml, line 2: nested deeper than 64 levels"]
+
+
+def recipe_recursive_alias(w):
+    return w.distill("name: &a [run, *a]\n"), ["recipe.yaml, line 1", "an alias refers to a value that contains it"]
+
+
+def jsonl_nested_thousands_deep(w):  # used to end in a RecursionError
+    line = '{"text": "bad", "label": "neg", "extra": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    body = json.dumps({"text": "good", "label": "pos"}) + "\n" + line + "\n"
+    return w.finetune(w.task_file(train=body, dev=body.splitlines()[0] + "\n", name="train.jsonl")), \
+        ["train.jsonl, line 2: JSON nested deeper than 64 levels"]
+
+
+def mixed_numeric_and_text_labels(w):  # used to make classes of whatever strings were there
+    return w.finetune(w.task_file(train="text,label\ngood,1\nbad,0\nfine,pos\n", labels=None)), \
+        ["train.csv: column 'label' mixes numeric and text labels (found 3: 0, 1, pos)", "labels: [...]"]
+
+
+def teacher_without_tokenizer_files(w):  # used to load a tokenizer of special tokens: every word [UNK]
+    folder = w.model("bare")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    return w.distill(w.recipe_data(teacher=str(folder))), [f"model {folder}: no tokenizer files", "tokenizer.json"]
+
+
+def truncated_weights(w):  # used to end in a SafetensorError traceback
+    folder = w.model("cut")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return ["finetune", "--model", str(folder), "--task", w.task_file(), "--output-dir", str(w.out)], \
+        [f"model {folder}/model.safetensors: not a valid safetensors file", "truncated or corrupted"]
+
+
+def empty_weights(w):
+    folder = w.model("empty_weights")
+    (folder / "model.safetensors").write_bytes(b"")
+    return w.distill(w.recipe_data(teacher=str(folder))), [f"{folder}/model.safetensors: empty file (0 bytes"]
+
+
+def unknown_model_type(w):  # used to end in a ValueError traceback
+    folder = w.model("odd")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(config, model_type="bret")))
+    return w.distill(w.recipe_data(teacher=str(folder))), \
+        [f"{folder}/config.json: unknown model_type 'bret' (did you mean 'bert'?"]
+
+
+def cut_off_config(w):  # used to say "not a local directory and the hub cannot be reached"
+    folder = w.model("cut_config")
+    text = (folder / "config.json").read_text()
+    (folder / "config.json").write_text(text[: len(text) // 2])
+    return ["eval", str(folder), "--task", w.task_file()], [f"{folder}/config.json: not valid JSON (", "cut off"]
+
+
+def eval_split_without_labels(w):  # the split error offers 'test'; scoring it used to fail inside numpy
+    task = w.task_file(test=str(w.file("test.csv", "text\ngood\nbad\n")))
+    return ["eval", str(w.teacher), "--task", task, "--split", "test"], ["has no labels to score"]
+
+
+def eval_max_length_beyond_positions(w):  # used to fail inside the model on the first long text
+    return ["eval", str(w.teacher), "--task", w.task_file(), "--max-length", "100"], \
+        ["--max-length: 100 tokens is more than model", "position embeddings cover 64 tokens", "at most 64"]
+
+
+def export_max_length_beyond_positions(w):  # used to be cut to 64 silently
+    return ["export", str(w.teacher), "--onnx", "--max-length", "100"], ["export max_length: 100 tokens is more"]
+
+
+def bench_seq_len_beyond_positions(w):
+    return ["bench", str(w.teacher), "--seq-lens", "32", "128"], ["--seq-lens: 128 tokens is more than model"]
+
+
+def learning_rate_nan(w):  # used to train on nan
+    return w.finetune(w.task_file(), "--lr", "nan"), ["argument --lr", "expected a finite number above 0", "got nan"]
+
+
+def epochs_infinite(w):
+    return w.finetune(w.task_file(), "--epochs", "inf"), ["argument --epochs", "got inf"]
+
+
+def seed_negative(w):  # used to fail inside NumPy's seeding
+    return w.finetune(w.task_file(), "--seed", "-1"), ["argument --seed", "expected an integer from 0 to 4294967295"]
 
 
 CASES = [truncated_row, wrong_delimiter, unknown_label, unknown_label_in_dev, nan_regression_target,
@@ -317,7 +437,13 @@ CASES = [truncated_row, wrong_delimiter, unknown_label, unknown_label_in_dev, na
          student_vocabulary_mismatch, eval_missing_model, eval_unknown_split, existing_run_directory,
          unwritable_output_directory, interrupted_run_without_resume, resume_under_a_changed_recipe,
          flip_labels_out_of_range, batch_size_zero, missing_argument,
-         teacher_without_head]
+         teacher_without_head,
+         export_into_another_models_folder, recipe_duplicate_key, task_file_duplicate_nested_key,
+         recipe_is_a_directory, recipe_billion_laughs, recipe_nested_thousands_deep, recipe_recursive_alias,
+         jsonl_nested_thousands_deep, mixed_numeric_and_text_labels,
+         teacher_without_tokenizer_files, truncated_weights, empty_weights, unknown_model_type, cut_off_config,
+         eval_split_without_labels, eval_max_length_beyond_positions, export_max_length_beyond_positions,
+         bench_seq_len_beyond_positions, learning_rate_nan, epochs_infinite, seed_negative]
 
 
 def _snapshot(root: Path) -> dict:
@@ -360,12 +486,11 @@ def test_bad_input_gives_one_line_and_changes_nothing(case, tmp_path, capsys):
     assert _snapshot(tmp_path) == before, "a file was written, changed or removed"
 
 
-def test_debug_shows_the_traceback_for_a_data_error(tmp_path):
-    from alembert.errors import AlembertError
-
+def test_debug_shows_the_traceback_for_a_data_error_and_exits_2(tmp_path, capsys):
     world = World(tmp_path)
-    with pytest.raises(AlembertError, match="row 2"):
-        main(world.finetune(world.task_file(train="text,label\ngood,pos\nbad\n"), "--debug"))
+    assert main(world.finetune(world.task_file(train="text,label\ngood,pos\nbad\n"), "--debug")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "row 2" in err.splitlines()[-1]
 
 
 # --- inputs that look odd but are fine ----------------------------------------------------------------------

@@ -45,6 +45,9 @@ def test_distill_end_to_end(tmp_path, toy_task, tiny_teacher_dir, capsys):
     assert {"hidden_mse", "attention_mse", "ce", "kd", "total", "lr", "dev_accuracy"} <= csv_keys
     card = (run / "student" / "README.md").read_text()
     assert str(tiny_teacher_dir) in card and "toy" in card and "parameters" in card and "ms at batch 1" in card
+    result = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]  # the Hub's metadata
+    assert result["metrics"][0] == {"type": "accuracy", "name": "Accuracy (dev, %)",
+                                    "value": round(report["models"][1]["metrics"]["accuracy"], 4)}
     student = AutoModelForSequenceClassification.from_pretrained(run / "student")
     assert student.config.num_hidden_layers == 2
 
@@ -103,11 +106,13 @@ def test_vocabulary_mismatch_when_extracting(tmp_path, toy_task, tiny_teacher_di
     assert "vocabulary" in err and "differs from the teacher" in err
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    from alembert.errors import AlembertError
-
-    with pytest.raises(AlembertError):
-        main(["--debug", "distill", str(tmp_path / "nope.yaml")])
+@pytest.mark.parametrize("where", ["before", "after"])  # --debug before the command or after it
+def test_debug_shows_the_traceback_and_exits_2(tmp_path, capsys, where):
+    argv = ["distill", str(tmp_path / "nope.yaml")]
+    assert main(["--debug", *argv] if where == "before" else [*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "alembert.errors.AlembertError" in err
+    assert err.splitlines()[-1] == f"alembert: error: {tmp_path / 'nope.yaml'}: recipe file not found"
 
 
 def test_eval_with_a_task_file(tmp_path, toy_task, tiny_teacher_dir, capsys):
@@ -132,11 +137,6 @@ def test_head_size_mismatch_is_refused(tmp_path, tiny_teacher_dir, capsys):
     assert "classification head has 2 labels, the task needs 1" in err
 
 
-def test_debug_after_the_command(tmp_path):
-    from alembert.errors import AlembertError
-
-    with pytest.raises(AlembertError):
-        main(["distill", str(tmp_path / "nope.yaml"), "--debug"])
 
 
 def test_finetune_from_a_headless_encoder_is_reproducible(tmp_path, toy_task):
@@ -153,3 +153,78 @@ def test_finetune_from_a_headless_encoder_is_reproducible(tmp_path, toy_task):
     assert runs[0].report["training"]["evaluations"] == runs[1].report["training"]["evaluations"]
     first, second = (AutoModelForSequenceClassification.from_pretrained(r.student_dir) for r in runs)
     assert all((a == b).all() for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+# --- the command line itself: numbers, help, version (issue 21) ---------------------------------------------------
+
+NUMERIC_FLAGS = [  # (command, flag, values refused): every number the command line reads
+    ("finetune", "--epochs", ["0", "-1", "nan", "inf", "1e9", "x"]),
+    ("finetune", "--lr", ["0", "nan", "inf", "-inf", "2"]),
+    ("finetune", "--batch-size", ["0", "-3", "1.5", "2000000"]),
+    ("finetune", "--max-length", ["4", "5000", "nan"]),
+    ("finetune", "--seed", ["-1", "4294967296", "1.5"]),
+    ("finetune", "--data-seed", ["-1"]),
+    ("finetune", "--train-limit", ["0", "-5", "inf"]),
+    ("finetune", "--downsample", ["0"]),
+    ("finetune", "--flip-labels", ["-0.1", "1.5", "nan"]),
+    ("finetune", "--imbalance", ["0.5", "inf", "nan"]),
+    ("eval", "--max-length", ["0", "100000"]),
+    ("eval", "--limit", ["0", "-1"]),
+    ("export", "--max-length", ["3", "5000"]),
+    ("export", "--opset", ["11", "100"]),
+    ("export", "--limit", ["0"]),
+    ("bench", "--seq-lens", ["0", "-64", "5000"]),
+    ("bench", "--batch-sizes", ["0", "nan"]),
+    ("bench", "--threads", ["0", "5000"]),
+    ("bench", "--warmup", ["-1"]),
+    ("bench", "--repeats", ["0"]),
+    ("bench", "--limit", ["0"]),
+    ("demo", "--train-limit", ["0", "nan"]),
+    ("pareto", "--batch-size", ["0", "-1"]),
+]
+
+
+@pytest.mark.parametrize("command, flag, value", [(c, f, v) for c, f, values in NUMERIC_FLAGS for v in values])
+def test_every_numeric_flag_is_range_checked_when_parsed(command, flag, value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, f"{flag}={value}"])  # the = form: argparse takes "-inf" alone for an option
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1, err
+    assert f"argument {flag}: expected " in err and f"got {value}" in err.replace("'", ""), err
+
+
+def test_every_option_has_help_and_shows_its_default(capsys):
+    from alembert.cli import _Help, _parser
+
+    commands = _parser()._subparsers._group_actions[0].choices
+    assert set(commands) == {"finetune", "distill", "pool", "eval", "demo", "export", "bench", "pareto"}
+    shown = _Help("alembert")._get_help_string
+    for name, parser in commands.items():
+        for action in parser._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+            if action.option_strings and action.default not in (None, False, [], "==SUPPRESS=="):
+                assert "default" in shown(action), (name, action.option_strings)
+    finetune = " ".join(commands["finetune"].format_help().split())
+    for shown in ("(default: 3.0)", "(default: 5e-05)", "(default: 32)", "(default: 42)", "(default: 128, or the"):
+        assert shown in finetune
+    bench = " ".join(commands["bench"].format_help().split())
+    assert "(default: 64 128)" in bench and "(default: 1 32)" in bench
+    assert "{train,dev,test}" in commands["eval"].format_help()
+    assert "(default: 4000)" in " ".join(commands["demo"].format_help().split())
+
+
+def test_version(capsys):
+    from alembert import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"alembert {__version__}"
+
+
+def test_max_length_defaults_to_the_models_limit_when_smaller(tmp_path, toy_task, tiny_teacher_dir, capsys):
+    """A model of 64 positions is scored at 64 tokens by default; 65 given explicitly is refused."""
+    task_file = tmp_path / "toy.yaml"
+    task_file.write_text(yaml.safe_dump(toy_task))
+    assert main(["eval", str(tiny_teacher_dir), "--task", str(task_file), "--limit", "4"]) == 0
+    assert "at most 64" in _error(capsys, ["eval", str(tiny_teacher_dir), "--task", str(task_file),
+                                           "--max-length", "65"])

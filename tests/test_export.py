@@ -107,3 +107,45 @@ def test_cli_export_missing_model(tmp_path, capsys):
     assert main(["export", str(missing), "--onnx"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(missing) in err and err.startswith("alembert: error:")
+
+
+# --- the output folder: another model's files are never overwritten silently (issue 21, case 1) -------------------
+
+def _tiny_distil(folder, layers=1, seed=0):
+    torch.manual_seed(seed)
+    DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=len(WORDS) + 5, dim=32, n_layers=layers, n_heads=4, hidden_dim=64, max_position_embeddings=64)
+    ).save_pretrained(folder)
+    write_tokenizer(folder)
+    return folder
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_an_earlier_export_of_the_model_is_replaced_and_another_models_folder_refused(tmp_path):
+    model, other, out = _tiny_distil(tmp_path / "m"), _tiny_distil(tmp_path / "o", layers=2, seed=1), tmp_path / "out"
+    first = export_onnx(model, out, int8=True)
+    assert "replaced" not in first
+    assert json.loads((out / "export.json").read_text())["source"] == str(model.resolve())
+    again = export_onnx(model, out)  # the same model again, without int8: its old int8 file would be stale
+    assert again["replaced"] == ["export.json", "model.onnx"] and again["removed"] == ["model.int8.onnx"]
+    assert not (out / "model.int8.onnx").exists()
+    before = _files(out)
+    with pytest.raises(AlembertError, match=r"output .*out: holds files exported from another model \(.*m\) "
+                                            r"\(config.json, export.json, model.onnx\)"):
+        export_onnx(other, out)
+    assert _files(out) == before and [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    replaced = export_onnx(other, out, overwrite=True)["replaced"]
+    assert replaced == ["config.json", "export.json", "model.onnx"]
+    assert json.loads((out / "config.json").read_text())["n_layers"] == 2
+
+
+def test_export_into_the_models_own_folder_writes_only_onnx_files(tmp_path):
+    model = _tiny_distil(tmp_path / "m")
+    before = _files(model)
+    export_onnx(model, model)
+    after = _files(model)
+    assert set(after) - set(before) == {"model.onnx", "export.json"}
+    assert all(after[name] == data for name, data in before.items())

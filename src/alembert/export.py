@@ -1,8 +1,13 @@
 """ONNX export of a saved classifier (fp32, and int8 by dynamic quantization), checked against PyTorch.
 
 The exported folder is self-contained: model.onnx (and model.int8.onnx), the config and the tokenizer, so it
-serves with onnxruntime and a tokenizer alone. Export writes into a temporary folder and copies the files into
-place only after the check has passed, so a failed export leaves nothing behind.
+serves with onnxruntime and a tokenizer alone, and export.json records what was written from which model. Export
+writes everything into a temporary folder and renames the files into place only after the check has passed, so a
+failed export leaves nothing behind.
+
+A folder that holds another model's files is refused before any work: copying this model's config.json and
+tokenizer over them would make that model load as this one (a 6-layer teacher read as a 2-layer model). An
+earlier export of the same model (its export.json names this model) is replaced; `overwrite` replaces anything.
 """
 from __future__ import annotations
 
@@ -23,9 +28,14 @@ DEFAULT_OPSET = 18
 FP32_TOLERANCE = 1e-4  # max abs logit difference allowed between ONNX fp32 and PyTorch
 METRIC_TOLERANCE = 0.1  # task-metric points allowed between ONNX fp32 and PyTorch
 MODEL_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
+RECORD_FILE = "export.json"  # the summary of the export and the model it came from
+DEFAULT_MAX_LENGTH = 128
 # what a checkpoint folder holds besides its weights; copied so the ONNX folder is self-contained
 _SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-               "vocab.json", "merges.txt", "spm.model", "sentencepiece.bpe.model", "added_tokens.json")
+               "vocab.json", "merges.txt", "spm.model", "sentencepiece.bpe.model", "added_tokens.json",
+               "spiece.model", "tokenizer.model", "source.spm", "bpe.codes")  # every vocabulary loading.py accepts
+# files that make a folder some model's: weights of any format besides the files an export writes
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ckpt")
 _CHECK_TEXTS = (  # real-looking sentences of very different lengths, so the check batch is padded
     ("a gripping , beautifully acted film .", None),
     ("it is not the worst movie of the year , but the plot falls apart long before the last act , and the "
@@ -200,14 +210,74 @@ def writable_dir(path: Path, expected: str = "a writable directory") -> None:
             from err
 
 
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+
+
+def _recorded_source(output: Path) -> str | None:
+    """The model an earlier export into `output` came from, as its export.json records it."""
+    try:
+        source = json.loads((output / RECORD_FILE).read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return source if isinstance(source, str) else None
+
+
+def _side_files(model_dir: Path, output: Path) -> list[str]:
+    """The config and tokenizer files copied beside the ONNX model (none when exporting into the model's folder)."""
+    if output.exists() and output.resolve() == model_dir.resolve():
+        return []
+    return [name for name in _SIDE_FILES if (model_dir / name).is_file()]
+
+
+def check_output_dir(model_dir: Path, output: Path, int8: bool, overwrite: bool) -> list[str]:
+    """The files in `output` this export will replace (or remove: a stale model.int8.onnx); refused (one line) when
+    the folder holds another model's files.
+
+    Any model file there counts (config, tokenizer, weights, ONNX files), except a config or tokenizer file with
+    the very bytes this export copies. They may be replaced only when `output` is an earlier export of this model
+    (export.json names it) or with `overwrite`. Weights of a model are never taken for an earlier export."""
+    if not output.is_dir():
+        return []
+    own = {MODEL_FILE, INT8_FILE, RECORD_FILE}
+    into_model = output.resolve() == model_dir.resolve()
+    clashes, weights = [], []
+    for path in sorted(output.iterdir()):
+        name = path.name
+        if not path.is_file() or name.startswith("."):
+            continue
+        if into_model:
+            if name in own:
+                clashes.append(name)
+        elif name in own or name in _SIDE_FILES or name.endswith(_WEIGHT_SUFFIXES):
+            if name in _SIDE_FILES and (model_dir / name).is_file() and _same_bytes(model_dir / name, path):
+                continue  # the same file: copying it changes nothing
+            clashes.append(name)
+            if name not in own and name.endswith(_WEIGHT_SUFFIXES):
+                weights.append(name)
+    earlier = _recorded_source(output) == str(model_dir.resolve()) and not weights
+    if clashes and not (overwrite or earlier):
+        whose = "another model's files" if _recorded_source(output) is None else \
+            f"files exported from another model ({_recorded_source(output)})"
+        raise AlembertError(f"output {output}: holds {whose} ({', '.join(clashes)}), which this export would "
+                            "overwrite or mix with its own (expected an empty or new folder, or an earlier export of "
+                            "this model; choose another --output, or pass --overwrite to replace them)")
+    written = own | set(_side_files(model_dir, output))
+    return [name for name in clashes if name in written]
+
+
 def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, int8: bool = False,
-                opset: int = DEFAULT_OPSET, max_length: int = 128, task: str | dict | None = None,
-                data_dir: str | None = None, limit: int | None = None) -> dict:
+                opset: int = DEFAULT_OPSET, max_length: int | None = None, task: str | dict | None = None,
+                data_dir: str | None = None, limit: int | None = None, overwrite: bool = False) -> dict:
     """Export MODEL to ONNX (default folder <model_dir>/onnx), check it against PyTorch, and return a summary:
     paths, file sizes in bytes, the fp32 max abs logit difference, the int8 difference and argmax agreement,
-    and with `task`, each backend's dev metrics."""
+    with `task` each backend's dev metrics, and the existing files it replaced. `max_length` (default 128, or the
+    model's limit when that is smaller) is the longest check and task input; beyond the model's limit it is refused.
+    A folder holding another model's files is refused unless `overwrite` (see check_output_dir)."""
+    from alembert.models.loading import check_max_length, position_limit
+
     model_dir = Path(model_dir)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 4:
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 4):
         raise AlembertError(f"export max_length: expected an integer >= 4, got {max_length!r}")
     task_obj = None
     if task is not None:
@@ -215,53 +285,75 @@ def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | No
 
         task_obj = get_task(task, data_dir)
     model, tokenizer = load_checkpoint(model_dir, task_obj.num_labels if task_obj else None)
+    if max_length is None:
+        max_length = min(DEFAULT_MAX_LENGTH, position_limit(model) or DEFAULT_MAX_LENGTH)
+    else:
+        check_max_length(model, max_length, "export max_length")
     output = Path(output_dir) if output_dir is not None else model_dir / "onnx"
+    replaced = check_output_dir(model_dir, output, int8, overwrite)  # before minutes of work, not after
     created = not output.exists()
     writable_dir(output)
     try:
-        checks, task_result = _export_checked(model, tokenizer, model_dir, output, int8, opset, max_length,
-                                              task_obj, limit)
+        with tempfile.TemporaryDirectory(prefix=".alembert-export-", dir=output) as tmp:
+            work = Path(tmp)
+            checks, task_result = _export_checked(model, tokenizer, model_dir, work, int8, opset, max_length,
+                                                  task_obj, limit)
+            result = _summary(model, model_dir, output, work, opset, int8, checks, task_result, replaced)
+            _place(model_dir, output, work, int8, result)
     except BaseException:
         if created:  # a failed export leaves nothing behind
             shutil.rmtree(output, ignore_errors=True)
         raise
-    for name in _SIDE_FILES:
-        if (model_dir / name).is_file() and model_dir.resolve() != output.resolve():
-            shutil.copy2(model_dir / name, output / name)
+    return result
 
+
+def _summary(model, model_dir, output, work, opset, int8, checks, task_result, replaced) -> dict:
     result = {"model": str(model_dir), "output_dir": str(output), "opset": opset, "inputs": input_names(model),
-              "fp32": {"path": str(output / MODEL_FILE), "bytes": (output / MODEL_FILE).stat().st_size,
+              "fp32": {"path": str(output / MODEL_FILE), "bytes": (work / MODEL_FILE).stat().st_size,
                        "max_abs_diff": checks["fp32"]["max_abs_diff"]}}
     if int8:
-        result["int8"] = {"path": str(output / INT8_FILE), "bytes": (output / INT8_FILE).stat().st_size,
+        result["int8"] = {"path": str(output / INT8_FILE), "bytes": (work / INT8_FILE).stat().st_size,
                           "max_abs_diff": checks["int8"]["max_abs_diff"],
                           "argmax_agreement": checks["int8"]["argmax_agreement"]}
     if task_result:
         result["task"] = task_result
+    if replaced:  # nothing existing changes silently
+        result["replaced"] = [name for name in replaced if name != INT8_FILE or int8]
+        if not int8 and INT8_FILE in replaced:
+            result["removed"] = [INT8_FILE]  # an int8 model of the weights this export replaces would mislead
     return result
 
 
-def _export_checked(model, tokenizer, model_dir, output, int8, opset, max_length, task, limit):
-    """Export (and quantize) in a temporary folder; move the files into `output` once the checks pass."""
+def _place(model_dir: Path, output: Path, work: Path, int8: bool, result: dict) -> None:
+    """Copy the side files into `work` beside the checked ONNX files and the record, then rename each into
+    `output`: a full disk fails while copying, before anything in `output` has changed."""
+    names = [MODEL_FILE] + ([INT8_FILE] if int8 else [])
+    for name in _side_files(model_dir, output):
+        shutil.copy2(model_dir / name, work / name)
+        names.append(name)
+    record = dict(result, source=str(model_dir.resolve()), files=names + [RECORD_FILE])
+    (work / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    for name in names + [RECORD_FILE]:
+        os.replace(work / name, output / name)
+    for name in result.get("removed", ()):
+        (output / name).unlink(missing_ok=True)
+
+
+def _export_checked(model, tokenizer, model_dir, work, int8, opset, max_length, task, limit):
+    """Export (and quantize) into `work` and check the result against PyTorch."""
     names = input_names(model)
-    max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
-    with tempfile.TemporaryDirectory(prefix=".alembert-export-", dir=output) as tmp:
-        work = Path(tmp)
-        export_fp32(model, names, work / MODEL_FILE, opset)
-        if int8:
-            quantize_int8(work / MODEL_FILE, work / INT8_FILE)
-        files = [MODEL_FILE] + ([INT8_FILE] if int8 else [])
-        sessions = {"fp32": make_session(work / MODEL_FILE)}
-        if int8:
-            sessions["int8"] = make_session(work / INT8_FILE)
-        checks = compare(model, sessions, check_inputs(tokenizer, names, model.config.vocab_size, max_length))
-        if checks["fp32"]["max_abs_diff"] > FP32_TOLERANCE:
-            raise AlembertError(f"model {model_dir}: ONNX fp32 logits differ from PyTorch by "
-                                f"{checks['fp32']['max_abs_diff']:.2e} (expected <= {FP32_TOLERANCE:g})")
-        task_result = _task_check(model, tokenizer, sessions, task, limit, max_length) if task else None
-        del sessions  # release the files before moving them
-        for name in files:
-            shutil.move(str(work / name), output / name)
+    export_fp32(model, names, work / MODEL_FILE, opset)
+    if int8:
+        quantize_int8(work / MODEL_FILE, work / INT8_FILE)
+    sessions = {"fp32": make_session(work / MODEL_FILE)}
+    if int8:
+        sessions["int8"] = make_session(work / INT8_FILE)
+    checks = compare(model, sessions, check_inputs(tokenizer, names, model.config.vocab_size, max_length))
+    if checks["fp32"]["max_abs_diff"] > FP32_TOLERANCE:
+        raise AlembertError(f"model {model_dir}: ONNX fp32 logits differ from PyTorch by "
+                            f"{checks['fp32']['max_abs_diff']:.2e} (expected <= {FP32_TOLERANCE:g})")
+    task_result = _task_check(model, tokenizer, sessions, task, limit, max_length) if task else None
+    del sessions  # release the files before moving them
     return checks, task_result
 
 

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+
+import yaml
 
 import matplotlib
 
@@ -138,14 +141,59 @@ def write_report(out: Path, report: dict, logger: RunLogger) -> None:
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
 
+# alembert's metric names as the Hub's metric ids, and display names (values are percentages, as alembert reports)
+_HUB_METRICS = {"accuracy": ("accuracy", "Accuracy"), "f1": ("f1", "F1"),
+                "matthews_corr": ("matthews_correlation", "Matthews correlation"),
+                "pearson": ("pearsonr", "Pearson correlation"), "spearman": ("spearmanr", "Spearman correlation")}
+_GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI",
+               "mnli-mm": "MNLI (mismatched)", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+
+
+def _dataset(report: dict) -> dict:
+    """The model-index dataset entry: GLUE's hub id, config and split for a GLUE task, else the task's own name."""
+    name = report["task"]["name"]
+    spec = report.get("recipe", {}).get("task", name)
+    if isinstance(spec, str) and name in _GLUE_NAMES:  # a built-in GLUE task, from local files or the hub
+        config, split = name.split("-")[0], {"mnli": "validation_matched", "mnli-mm": "validation_mismatched"}
+        return {"name": f"GLUE {_GLUE_NAMES[name]}", "type": "nyu-mll/glue", "config": config,
+                "split": split.get(name, "validation")}
+    if name.startswith("amazon-"):
+        return {"name": f"Amazon multi-domain sentiment ({name[len('amazon-'):]})", "type": name, "split": "dev"}
+    return {"name": name, "type": name, "split": "dev"}
+
+
+def model_index(report: dict) -> list[dict]:
+    """The student's dev metrics as the Hugging Face Hub's `model-index` metadata (one result: task, dataset,
+    metrics), so the Hub shows them and tools read them (huggingface_hub's EvalResult)."""
+    student = next(r for r in report["models"] if r["name"] == "student")
+    metrics = [{"type": _HUB_METRICS.get(key, (key, key))[0], "value": round(float(value), 4),
+                "name": f"{_HUB_METRICS.get(key, (key, key))[1]} (dev, %)"}
+               for key, value in student["metrics"].items() if math.isfinite(value)]  # the Hub reads no NaN
+    return [{"name": report["name"], "results": [{
+        "task": {"type": "text-classification", "name": "Text Classification"},
+        "dataset": _dataset(report), "metrics": metrics}]}]
+
+
+def model_card_metadata(report: dict) -> dict:
+    """The model card's YAML front matter."""
+    dataset = _dataset(report)
+    metadata = {"library_name": "transformers", "pipeline_tag": "text-classification",
+                "tags": ["alembert", "distillation"]}
+    if dataset["type"] == "nyu-mll/glue":
+        metadata["datasets"] = [dataset["type"]]
+    metadata["metrics"] = [_HUB_METRICS.get(key, (key,))[0] for key in report["task"]["metrics"]]
+    metadata["model-index"] = model_index(report)
+    return metadata
+
+
 def write_model_card(student_dir: Path, report: dict) -> None:
     metric = report["task"]["main_metric"]
     student = next(r for r in report["models"] if r["name"] == "student")
     teacher = best_teacher(report["models"], metric)
     methods = "; ".join(f"{s['name']}: " + ", ".join(s["losses"]) for s in report["stages"])
+    front = yaml.safe_dump(model_card_metadata(report), sort_keys=False, allow_unicode=True, width=10**6)
     lines = [
-        "---", "library_name: transformers", "pipeline_tag: text-classification", "tags: [alembert, distillation]",
-        "---", "", f"# {report['name']}", "",
+        "---", front.rstrip("\n"), "---", "", f"# {report['name']}", "",
         f"Student distilled by alembert from teacher `{report['teacher']}`." if report["teacher"]
         else f"Student distilled by alembert from teachers {', '.join(t['path'] for t in report['teachers'])} "
              f"(combined: {report['combine']})." if report.get("teachers")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from alembert.errors import AlembertError
+from alembert.errors import AlembertError, printable
 from alembert.tasks.metrics import compute_metrics
 
 
@@ -51,10 +52,58 @@ class Task:
         return subset(self._read(split), limit, seed)
 
     def compute_metrics(self, predictions, labels) -> dict[str, float]:
+        unlabeled = sum(label is None for label in labels)
+        if unlabeled:  # a split without labels (most test files) cannot be scored; say so rather than fail in numpy
+            raise AlembertError(_unlabeled(f"task {self.name}: the set of examples", unlabeled, len(labels)))
         return compute_metrics(self.metrics, predictions, labels, regression=self.is_regression)
+
+    def source(self, split: str) -> str:
+        """Where `split` is read from, for messages: a task of files names the file."""
+        return f"task {self.name}, split {split}"
 
     def _read(self, split: str) -> list[Example]:
         raise NotImplementedError
+
+
+def _unlabeled(what: str, unlabeled: int, total: int) -> str:
+    """`what` ('the dev split', 'the examples') lacks labels for `unlabeled` of its `total` examples."""
+    if unlabeled == total:
+        return (f"{what} has no labels to score ({total} examples; test files usually come without them: score a "
+                "labeled split such as dev)")
+    return f"{what}: {unlabeled} of {total} examples have no label (expected every example to be labeled to score it)"
+
+
+def check_labeled(examples: list[Example], task: Task, split: str, where: str | None = None) -> None:
+    """Refuse, before any model runs, to score a split whose examples lack labels (GLUE's test files, a test file
+    without the label column). `where` names the split in the message (default: its file, or task and split)."""
+    unlabeled = sum(e.label is None for e in examples)
+    if unlabeled:
+        raise AlembertError(_unlabeled(f"{where or task.source(split)}: the {split} split", unlabeled, len(examples)))
+
+
+def check_training_labels(examples: list[Example], task: Task, where: str | None = None) -> None:
+    """Refuse a training set that cannot teach the task, naming `where` (default: the task's train file): for
+    classification, examples of fewer than two classes (a file filtered to one class, a subset or stress transform
+    that kept one); for regression, a target that never changes. Missing labels are refused too."""
+    where = where or task.source("train")
+    if not examples:
+        raise AlembertError(f"{where}: no training examples (expected a labeled training set)")
+    labels = [e.label for e in examples]
+    if any(label is None for label in labels):
+        raise AlembertError(f"{where}: {sum(label is None for label in labels)} of {len(labels)} training examples "
+                            "have no label (expected every training example to be labeled)")
+    if task.is_regression:
+        if len(set(labels)) < 2:
+            raise AlembertError(f"{where}: every training target is {labels[0]:g} ({len(labels)} examples); expected "
+                                "targets that vary")
+        return
+    counts = Counter(labels)
+    if len(counts) < 2:
+        (only, count), = counts.items()
+        name = task.label_names[only] if 0 <= only < len(task.label_names) else only
+        raise AlembertError(f"{where}: the training set holds only the class {printable(name)!r} ({count} examples); "
+                            f"expected examples of at least two classes (the task's: "
+                            f"{', '.join(map(printable, task.label_names))})")
 
 
 def subset(examples: list, limit: int | None, seed: int) -> list:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from alembert.errors import AlembertError, printable, short_repr
 from alembert.tasks.base import Example, Task
 from alembert.tasks.metrics import METRIC_NAMES, REGRESSION_METRICS
-from alembert.tasks.readers import check_columns, class_label, float_label, make_examples, read_jsonl, read_table
+from alembert.tasks.readers import (check_columns, class_label, float_label, label_name, label_number, make_examples,
+                                    read_jsonl, read_table)
 
 FORMATS = {"csv": ",", "tsv": "\t", "jsonl": None}
 SPEC_KEYS = ("name", "format", "train", "dev", "test", "text_columns", "label_column", "labels", "regression",
@@ -21,6 +23,9 @@ class GenericTask(Task):
     files: tuple[tuple[str, Path], ...] = ()  # (split, path) for the splits the spec names
     text_columns: tuple[str, ...] = ()
     label_column: str = "label"
+
+    def source(self, split: str) -> str:
+        return str(dict(self.files).get(split, super().source(split)))
 
     def _read(self, split: str) -> list[Example]:
         files = dict(self.files)
@@ -47,10 +52,17 @@ def read_records(path: Path, fmt: str):
 
 def _sort_labels(values: set[str]) -> tuple[str, ...]:
     """Numeric labels sort by value ('2' before '10'); anything else alphabetically."""
-    try:
-        return tuple(sorted(values, key=float))
-    except ValueError:
-        return tuple(sorted(values))
+    numbers = {v: label_number(v) for v in values}
+    if all(n is not None for n in numbers.values()):
+        return tuple(sorted(values, key=numbers.get))
+    return tuple(sorted(values))
+
+
+def _listing(values) -> str:
+    """Labels as a one-line list, the first ten of many."""
+    values = [printable(v) for v in values]
+    more = f" and {len(values) - 10} more" if len(values) > 10 else ""
+    return ", ".join(values[:10]) + more
 
 
 def generic_task(spec: dict, data_dir=None) -> GenericTask:
@@ -102,9 +114,16 @@ def generic_task(spec: dict, data_dir=None) -> GenericTask:
         labels = spec.get("labels")
         if labels is None:
             label_names = _infer_labels(dict(files), fmt, label_column, name)
-        elif isinstance(labels, (list, tuple)) and labels and all(isinstance(x, (str, int)) for x in labels):
-            label_names = tuple(str(x) for x in labels)
-            if len(set(label_names)) != len(label_names):
+        elif isinstance(labels, (list, tuple)) and labels and all(
+                isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in labels):
+            numbers = [label_number(x) for x in labels]
+            if all(n is not None for n in numbers):  # numbers are compared as numbers: 1 and 1.0 are one class
+                label_names, keys = tuple(label_name(n) for n in numbers), numbers
+            elif any(isinstance(x, float) for x in labels):
+                raise bad("labels", "label values that are all text or all finite numbers")
+            else:
+                label_names = keys = tuple(str(x).strip() for x in labels)
+            if len(set(keys)) != len(keys):
                 raise bad("labels", "distinct label values")
         else:
             raise bad("labels", "a non-empty list of label values")
@@ -129,17 +148,30 @@ def _infer_labels(files: dict, fmt: str, label_column: str, name: str) -> tuple[
     records = read_records(path, fmt)
     if fmt != "jsonl":
         check_columns(path, records, (label_column,))
-    values = set()
+    numbers = {}  # each label as written (stripped) -> its value when it is a number, else None
     for where, fields in records:
         if label_column not in fields:
             raise AlembertError(f"{path}, {where}: missing key '{label_column}' "
                                 f"(keys found: {', '.join(map(printable, fields))})")
         raw = fields[label_column]
-        if isinstance(raw, int) and not isinstance(raw, bool):
+        number = label_number(raw)
+        if isinstance(raw, float) and not math.isfinite(raw):  # a JSON NaN or infinity
+            raise AlembertError(f"{path}, {where}: label {short_repr(raw)} is not a finite number")
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
             raw = str(raw)
         if not isinstance(raw, str) or not raw.strip():
-            raise AlembertError(f"{path}, {where}: label {short_repr(raw)} is empty or not a string/integer")
-        values.add(raw.strip())
+            raise AlembertError(f"{path}, {where}: label {short_repr(raw)} is empty or not a string/number")
+        numbers[raw.strip()] = number
+    if all(n is not None for n in numbers.values()):
+        # numeric labels are compared as numbers: '1' and '1.0' are one class, named '1'
+        values = {label_name(n) for n in numbers.values()}
+    elif any(n is not None for n in numbers.values()):
+        found = _sort_labels(set(numbers))
+        raise AlembertError(f"{path}: column '{label_column}' mixes numeric and text labels (found {len(found)}: "
+                            f"{_listing(found)}); expected all numbers or all text (set 'labels: [...]' in the task "
+                            "to take them as written)")
+    else:
+        values = set(numbers)
     if len(values) < 2:
         raise AlembertError(f"{path}: found only the label {', '.join(map(printable, values))}; "
                             "expected at least two classes")

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import math
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -18,6 +20,9 @@ Record = tuple[str, dict]
 # csv's own default field limit, applied to every format: a longer text is a broken file (an unbalanced
 # quote swallowing the lines after it) far more often than a real input, and it would be truncated anyway.
 MAX_TEXT_CHARS = 131072
+# JSON values nested deeper than this in one line are refused: a record is an object of plain values, and a line
+# nested thousands deep would otherwise end in Python's RecursionError
+MAX_JSON_DEPTH = 64
 
 
 def read_text(path: Path) -> str:
@@ -100,12 +105,32 @@ def read_jsonl(path: Path) -> list[Record]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise AlembertError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise AlembertError(f"{path}, line {n}: JSON nested deeper than {MAX_JSON_DEPTH} levels (expected an "
+                                "object of plain values)") from None
+        except ValueError as e:  # e.g. an integer of more digits than Python converts
+            raise AlembertError(f"{path}, line {n}: not valid JSON ({str(e).split(';')[0]})") from None
+        # only a line with that many brackets can nest that deep: the walk is skipped for all the others
+        if line.count("[") + line.count("{") > MAX_JSON_DEPTH and _json_depth(obj) > MAX_JSON_DEPTH:
+            raise AlembertError(f"{path}, line {n}: JSON nested deeper than {MAX_JSON_DEPTH} levels (expected an "
+                                "object of plain values)")
         if not isinstance(obj, dict):
             raise AlembertError(f"{path}, line {n}: expected a JSON object, found {type(obj).__name__}")
         records.append((f"line {n}", obj))
     if not records:
         raise AlembertError(f"{path}: no data rows")
     return records
+
+
+def _json_depth(value) -> int:
+    """Levels of nested lists and objects in a parsed JSON value (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
@@ -124,15 +149,49 @@ def check_columns(path: Path, records: list[Record], columns: Iterable[str | Non
             raise AlembertError(f"{path}: column '{col}' not found (columns: {', '.join(map(printable, found))}){hint}")
 
 
+# a number as people write one in a label column: ASCII digits, optional sign, point and a short exponent
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,2})?")
+
+
+def label_number(raw: object) -> Decimal | None:
+    """The label as a number when it is one (text such as '1', '1.0', '01', ' 2e0 ', or a JSON number), else None.
+    Exact (Decimal), so two distinct integers are never equal through float rounding."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (int, float)):
+        if isinstance(raw, float) and not math.isfinite(raw):
+            return None
+        raw = str(raw)
+    if not isinstance(raw, str) or not _NUMBER.fullmatch(raw.strip()) or len(raw) > 100:
+        return None
+    return Decimal(raw.strip())
+
+
+def label_name(value: Decimal) -> str:
+    """A numeric label's one spelling: '1' for 1, 1.0 and 01; '0.5' for .50."""
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
 def class_label(label_names: tuple[str, ...]) -> Callable[[object], int]:
-    """Map a raw label (string, or integer from JSON) to its class id."""
-    index = {name: i for i, name in enumerate(label_names)}
+    """Map a raw label (string, or number from JSON) to its class id.
+
+    When every name is a number, labels are compared as numbers: '1', '1.0' and 1 are the same class. Otherwise
+    they are compared as text (stripped), and a JSON integer as its decimal text."""
+    numbers = [label_number(name) for name in label_names]
+    numeric = all(n is not None for n in numbers)
+    index = {n if numeric else name: i for i, (n, name) in enumerate(zip(numbers, label_names))}
 
     def parse(raw: object) -> int:
-        key = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
-        if not isinstance(key, str) or key.strip() not in index:
+        if numeric:
+            key = label_number(raw)
+        else:
+            key = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+            key = key.strip() if isinstance(key, str) else None
+        if key is None or key not in index:
             raise ValueError(f"label {short_repr(raw)} is not one of {', '.join(map(printable, label_names))}")
-        return index[key.strip()]
+        return index[key]
 
     return parse
 
