@@ -93,7 +93,7 @@ def test_set_values_go_through_the_same_guards():
 
 def test_every_yaml_the_tool_reads_is_strict(tmp_path):
     """Recipes, pool files and task files all go through the strict reader."""
-    from alembert.pool import load_pool
+    from alembert.pipelines.pool import load_pool
     from alembert.recipe import load_recipe
 
     text = "name: a\nname: b\n"
@@ -296,8 +296,8 @@ def test_a_manifest_of_the_wrong_shape_falls_back_to_the_checkpoint_before(tmp_p
 
 def _run_state(**changes) -> dict:
     state = {"phase": "student", "stage": 0, "step": 3, "micro": 0, "running": {}, "metric": None,
-             "epoch_micro": 0, "epoch_generator": torch.zeros(2), "accelerator_step": 0, "mixup": None,
-             "result": {}, "logger_rows": [], "rng": {}, "controllers": []}
+             "epoch_micro": 0, "epoch_generator": torch.zeros(2), "accelerator_step": 0,
+             "result": {}, "logger_rows": [], "rng": {}, "plugins": [], "sources": {}}
     state.update(changes)
     return state
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 from alembert.data.encoded import EncodedExamples
 from alembert.evaluation.scoring import score
 from alembert.evaluation.speed import speed_profile
-from alembert.models.loading import load_classifier
+from alembert.models.loading import check_max_length, load_classifier
 from alembert.pipelines.finetune import finetune_recipe
 from alembert.pipelines.pool import build_pool
 from alembert.pipelines.run import RunResult, distill, process_state
 from alembert.pipelines.search import run_search as search
 from alembert.pipelines.transfer import run_transfer as transfer
 from alembert.tasks import get_task
+from alembert.tasks.base import check_labeled
 
 __all__ = ["RunResult", "build_pool", "distill", "evaluate", "finetune", "process_state", "search", "transfer"]
 
@@ -28,8 +29,11 @@ def evaluate(model: str, task: str | dict, split: str = "dev", data_dir: str | N
              trust_remote_code: bool = False) -> dict:
     """Score a checkpoint on a task split; with speed, also its size and latency."""
     task_obj = get_task(task, data_dir)
+    examples = task_obj.load(split, limit)
+    check_labeled(examples, task_obj, split)
     net, tokenizer = load_classifier(model, task_obj.num_labels, trust_remote_code, require_head=True)
-    data = EncodedExamples(task_obj.load(split, limit), tokenizer, max_length)
+    check_max_length(net, max_length, "max_length")
+    data = EncodedExamples(examples, tokenizer, max_length)
     result = {"model": str(model), "task": task_obj.name, "split": split, "examples": len(data),
               "metrics": score(net, data, task_obj, batch_size)}
     if speed:

@@ -34,9 +34,9 @@ MANIFEST = "manifest.json"
 WRITE_ERRORS = (OSError, SafetensorError, RuntimeError)
 LOW_SPACE = 1 << 20  # bytes free below which a failed write is put down to a full disk
 
-# What every checkpoint of a training run holds (engine/trainer.py writes them); see check_run_state
+# What every checkpoint of a training run holds (engine/loop.py writes them); see check_run_state
 RUN_STATE_KEYS = ("phase", "stage", "step", "micro", "running", "metric", "epoch_micro", "epoch_generator",
-                  "accelerator_step", "mixup", "result", "logger_rows", "rng", "controllers")
+                  "accelerator_step", "result", "logger_rows", "rng", "plugins", "sources")
 RUN_STATE_WITHIN_STAGE = ("optimizer", "scheduler")  # also there when taken within a stage (micro > 0)
 
 
@@ -49,7 +49,7 @@ def check_run_state(state: dict, tensors: dict) -> str | None:
     if missing:
         return f"{STATE_FILE} lacks {', '.join(missing)}"
     kinds = {"phase": str, "stage": int, "step": int, "micro": int, "result": dict, "logger_rows": list,
-             "rng": dict, "controllers": list}
+             "rng": dict, "plugins": list, "sources": dict}
     wrong = [key for key, kind in kinds.items() if not isinstance(state[key], kind) or isinstance(state[key], bool)]
     if wrong:
         return f"{STATE_FILE} holds {', '.join(f'{k} of type {type(state[k]).__name__}' for k in wrong)}"

@@ -117,12 +117,9 @@ def teacher_recipe(pool: PoolSpec, teacher: PoolTeacher) -> Recipe:
 
 
 def _base_depth(name: str) -> int:
-    from transformers import AutoConfig
+    from alembert.models.loading import load_config  # its folder checks: one line for a broken base
 
-    from alembert.models.loading import _from_hub_or_fail, resolve_model_path
-
-    config = _from_hub_or_fail(AutoConfig.from_pretrained, resolve_model_path(name))
-    return config.num_hidden_layers
+    return load_config(name).num_hidden_layers
 
 
 def _check_depths(pool: PoolSpec, source: str) -> None:

@@ -17,7 +17,7 @@ from accelerate.utils import set_seed
 import alembert.builtins  # noqa: F401  (every built-in loss, plugin, source, ... registered)
 from alembert.data.encoded import EncodedExamples, Tokenizers
 from alembert.data.sources import SourceContext, load_sources
-from alembert.engine.checkpoint import Checkpoints
+from alembert.engine.checkpoint import Checkpoints, check_run_state
 from alembert.engine.logger import RunLogger
 from alembert.engine.loop import Trainer, check_launch
 from alembert.engine.plugins import Plugin, PluginSet
@@ -27,13 +27,14 @@ from alembert.evaluation.report import write_model_card, write_report
 from alembert.evaluation.scoring import score
 from alembert.evaluation.speed import speed_profiles
 from alembert.models.initialisers import build_student
-from alembert.models.loading import load_classifier
+from alembert.models.loading import check_max_length, load_classifier
 from alembert.models.students import same_vocabulary
 from alembert.pipelines import rundir
 from alembert.pipelines.report import run_report
 from alembert.recipe import Recipe, load_recipe
 from alembert.registry import PLUGINS
 from alembert.tasks import get_task
+from alembert.tasks.base import check_training_labels
 from alembert.tasks.stress import apply_stress, describe
 
 
@@ -79,6 +80,9 @@ def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
     if recipe.stress is not None:
         train_examples = apply_stress(train_examples, **recipe.stress.model_dump(), num_labels=task.num_labels,
                                       seed=data_seed)
+    chosen = [k for k in ("train_limit", "stress") if getattr(recipe, k) is not None]
+    check_training_labels(train_examples, task, f"{task.source('train')} (after {' and '.join(chosen)})" if chosen
+                          else None)
     dev_examples = task.load("dev", recipe.dev_limit, data_seed)
     set_seed(recipe.seed)  # before any model is built: a new classification head is initialised randomly
     loaded = teachers if teachers is not None else [
@@ -86,6 +90,8 @@ def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
         for t in recipe.teacher_list]
     teacher, teacher_tokenizer = loaded[0] if loaded else (None, None)  # the student is built from the first
     student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels, train_examples)
+    for model in [student, *(m for m, _ in loaded)]:  # before any work: an input longer than a model's positions
+        check_max_length(model, recipe.max_length, "max_length")
     # a teacher whose vocabulary differs from the student's reads the raw text through its own tokenizer
     own = [None if same_vocabulary(tokenizer, tok) else tok for _, tok in loaded]
     if any(own) and _token_aligned(recipe):
@@ -157,7 +163,7 @@ def _kept_run(recipe, inputs, final, processes, plugins, overwrite, resume, log,
     if processes.is_main_process:
         rundir.create_work_dir(work, recipe)
     processes.wait_for_everyone()
-    checkpoints = Checkpoints(work / "checkpoints", recipe.checkpoint_keep)
+    checkpoints = Checkpoints(work / "checkpoints", recipe.checkpoint_keep, validate=check_run_state)
     if not processes.is_main_process and resume:
         found = checkpoints.latest()  # the one the main process chose: it cleared the folder otherwise
     try:

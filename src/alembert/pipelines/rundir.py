@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from alembert.engine.checkpoint import Checkpoints
+from alembert.engine.checkpoint import Checkpoints, check_run_state
 from alembert.errors import AlembertError
 from alembert.files import write_text_atomically
 
@@ -73,7 +73,7 @@ def resume_point(work: Path, recipe, resume: bool, overwrite: bool, log) -> tupl
                             "--overwrite to start again)")
     found = None
     if resume:
-        found = Checkpoints(work / "checkpoints").latest()
+        found = Checkpoints(work / "checkpoints", validate=check_run_state).latest()
         _check_same_recipe(work / RECIPE_RECORD, recipe, work, required=found is not None)
         if found is None:
             log(f"{work}: no usable checkpoint; starting afresh")

@@ -3,20 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from alembert.errors import AlembertError, printable, short_repr
+from alembert.yaml_file import safe_yaml_value
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise AlembertError(f"--set {printable(text)}: expected key=value, e.g. stages.0.lr=3e-5")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except (yaml.YAMLError, ValueError):  # ValueError: a date-like value such as 2024-02-30
-        value = raw
-    return key.strip().split("."), value
+    # the strict reader: a value that is not YAML stays the text it is; one built to exhaust the parser is refused
+    return key.strip().split("."), safe_yaml_value(raw, f"--set {printable(text)}")
 
 
 def _index(key: str) -> int | None:
