@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from alembert.engine.teacher_selector import (
+from alembert.plugins.teacher_selector import (
     STATE_FEATURES,
     Reinforce,
     SelectionPolicy,

@@ -1,4 +1,4 @@
-"""alembert's command line: finetune, distill, pool, eval, demo, export, bench, pareto.
+"""alembert's command line: finetune, distill, pool, transfer, search, eval, demo, export, bench, pareto.
 Bad input: one line on stderr, exit code 2."""
 from __future__ import annotations
 
@@ -119,6 +119,15 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("pool", help="pool file, e.g. recipes/teacher_pool.yaml")
     _file_options(pl, "a pool key", "teachers.0.epochs=1", "retrain every teacher (default: reuse teachers whose "
                   "run finished)")
+
+    tr = command("transfer", "distil a student (or take one), then fine-tune it on several tasks; one table (YAML)")
+    tr.add_argument("transfer", help="transfer file (distill: RECIPE or student: CHECKPOINT, tasks: [...])")
+    _file_options(tr, "a transfer key", "finetune.epochs=2", "run every step again (default: reuse finished runs)")
+
+    se = command("search", "train variants of a recipe as light proxy runs, in memory; one table (YAML)")
+    se.add_argument("search", help="search file (recipe: RECIPE, variants: {name: [KEY=VALUE, ...]})")
+    se.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a search key by its dotted path, e.g. --set output_dir=runs (repeatable)")
 
     ev = command("eval", "score a checkpoint on a task's split (JSON on stdout)")
     ev.add_argument("model", help="checkpoint directory or hub id")
@@ -289,6 +298,8 @@ def _run(args) -> int:
         _print_run(run)
     elif args.command == "pool":
         _run_pool(args)
+    elif args.command in ("transfer", "search"):
+        _run_flow(args)
     elif args.command == "eval":
         args.max_length = _max_length(args.model, args.max_length, args.trust_remote_code)
         print(json.dumps(api.evaluate(args.model, args.task, args.split, data_dir, args.max_length, args.limit,
@@ -298,6 +309,24 @@ def _run(args) -> int:
 
         run_demo(data_dir, args.output_dir, args.train_limit, args.overwrite)
     return 0
+
+
+def _run_flow(args) -> None:
+    """transfer and search: their table on stdout, progress on stderr."""
+    from alembert import api
+
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    if args.command == "transfer":
+        overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
+        from alembert.pipelines.transfer import table
+
+        result = api.transfer(args.transfer, overrides, overwrite=args.overwrite, log=log)
+        print(table(result["rows"]), end="")
+    else:
+        from alembert.pipelines.search import table
+
+        result = api.search(args.search, args.overrides, log=log)
+        print(table(result["results"]), end="")
 
 
 def _run_pool(args) -> None:
