@@ -313,6 +313,24 @@ def test_runs_differing_only_in_their_layer_map_share_one_superset_cache(tmp_pat
     assert len({r["path"] for r in reports}) == 1
 
 
+def test_a_cls_only_cache_keeps_one_row_per_example_and_trains_as_the_live_teacher(tmp_path, toy_task,
+                                                                                tiny_teacher_dir):
+    stages = [{"name": "ild", "epochs": 2, "lr": 1e-3,
+               "losses": [{"type": "hidden_mse", "map": "uniform", "cls_only": True}, {"type": "pkd"}]}]
+    runs = [api.distill(recipe_from_dict(_base(tmp_path, toy_task, tiny_teacher_dir, name=name, stages=stages,
+                                               teacher_cache=cache)))
+            for name, cache in (("live", False), ("cls", {"cls_only": True}))]
+    info = runs[1].report["teacher_cache"]
+    assert info["enabled"] and runs[1].report["recipe"]["teacher_cache"]["cls_only"]
+    hidden = next(Path(info["path"]).glob("hidden_*.npy"))
+    assert __import__("numpy").load(hidden, mmap_mode="r").shape[0] == 96  # one [CLS] row per training example
+    weights = [load_file(run.student_dir / "model.safetensors") for run in runs]
+    assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) < 3e-3
+    with pytest.raises(AlembertError, match=r"teacher_cache.cls_only: .*stages\.0\.losses\.0 \(hidden_mse\) compares"):
+        recipe_from_dict(_base(tmp_path, toy_task, tiny_teacher_dir, stages=_ild("last"),
+                               teacher_cache={"cls_only": True}))
+
+
 def test_search_runs_variants_in_memory_and_skips_finished_ones(tmp_path, toy_task, tiny_teacher_dir):
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(_base(tmp_path, toy_task, tiny_teacher_dir, stages=_ild("last") + [

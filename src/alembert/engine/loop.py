@@ -5,6 +5,7 @@ step strategies (engine/step.py); the loop only calls them in order.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -126,9 +127,10 @@ class Trainer:
                 f"{', '.join(dict.fromkeys(changing))} changes the inputs" if changing else \
                 "switched off (teacher_cache: false)" if not spec.enabled else \
                 "generated during training" if hasattr(self.sources[name], "add") else None
-            with self.accelerator.local_main_process_first():  # one process per machine builds, the others find it
+            with self.accelerator.local_main_process_first(), _cache_errors(root):  # one process per machine builds
                 self.bank.prepare(name, self.sources[name], union(o.teacher_request for *_, o in users) if users else
-                                  None, sum(stage.epochs for _, stage, _ in users), root, spec.store == "all", off)
+                                  None, sum(stage.epochs for _, stage, _ in users), root, spec.store == "all", off,
+                                  spec.cls_only)
         infos = self.bank.infos
         self.result.cache_build_seconds = sum(i.build_seconds for i in infos.values())
         if ("task", 0) in infos:
@@ -390,6 +392,16 @@ class Trainer:
         self.accelerator.step = state["accelerator_step"]
         set_rng_state(state["rng"])
         return position
+
+
+@contextlib.contextmanager
+def _cache_errors(root: Path):
+    """A cache folder that cannot be created or written is the user's setting: one line, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        raise AlembertError(f"{root}: cannot write the teacher cache ({err.strerror or err}); set cache_dir to a "
+                            "writable folder, or teacher_cache: false") from err
 
 
 def check_launch(recipe, state: PartialState) -> None:

@@ -68,10 +68,11 @@ def teacher_fingerprint(teacher) -> str:
     return digest.hexdigest()
 
 
-def cache_key(fingerprint: str, encodings: list[dict], max_length: int, precision: str) -> str:
+def cache_key(fingerprint: str, encodings: list[dict], max_length: int, precision: str,
+              cls_only: bool = False) -> str:
     digest = hashlib.sha256(json.dumps({
         "format": FORMAT, "store": np.dtype(STORE_DTYPE).name, "max_length": max_length, "precision": precision,
-        "teacher": fingerprint}, sort_keys=True).encode())
+        "teacher": fingerprint, **({"cls_only": True} if cls_only else {})}, sort_keys=True).encode())
     for enc in encodings:
         for field in ("input_ids", "token_type_ids", "attention_mask"):
             if field in enc:
@@ -85,13 +86,14 @@ def request_of(meta: dict) -> FeatureRequest:
 
 
 def _layout(request: FeatureRequest, lengths: np.ndarray, num_labels: int, width: int, heads: int,
-            qkv_width: int) -> dict:
-    """Every stored array: name -> (shape, dtype). Token arrays are the examples' real tokens back to back;
-    score arrays each example's (heads, L, L) block, flattened."""
+            qkv_width: int, cls_only: bool = False) -> dict:
+    """Every stored array: name -> (shape, dtype). Token arrays are the examples' real tokens back to back (with
+    `cls_only`, hidden states only at position 0: one row per example); score arrays each example's (heads, L, L)
+    block, flattened."""
     tokens, store = int(lengths.sum()), np.dtype(STORE_DTYPE).name
     arrays = {"logits": ((len(lengths), num_labels), "float32")}
     for i in sorted(request.hidden):
-        arrays[f"hidden_{i}"] = ((tokens, width), store)
+        arrays[f"hidden_{i}"] = ((len(lengths) if cls_only else tokens, width), store)
     for layer in sorted(request.qkv):
         for part in "qkv":
             arrays[f"{part}_{layer}"] = ((tokens, qkv_width), store)
@@ -116,6 +118,7 @@ class TeacherCache:
     def __init__(self, path: Path, meta: dict):
         self.path, self.meta = path, meta
         self.request = request_of(meta)
+        self.cls_only = meta.get("cls_only", False)
         self.lengths = np.load(path / "lengths.npy")
         self.heads = meta["heads"]
         self.token_offsets, self.pair_offsets = _offsets(self.lengths, self.heads)
@@ -133,7 +136,8 @@ class TeacherCache:
         size, length = mask.shape
         features = Features(logits=torch.from_numpy(np.asarray(self.arrays["logits"][index])), attention_mask=mask)
         for i in request.hidden:
-            features.hidden[i] = self._tokens(f"hidden_{i}", index, length)
+            features.hidden[i] = torch.from_numpy(np.asarray(self.arrays[f"hidden_{i}"][index], dtype=np.float32))[
+                :, None] if self.cls_only else self._tokens(f"hidden_{i}", index, length)
         for layer in request.qkv:
             features.qkv[layer] = tuple(split_heads(self._tokens(f"{p}_{layer}", index, length), self.heads)
                                         for p in "qkv")
@@ -176,14 +180,14 @@ def open_cache(path: Path, key: str) -> TeacherCache | None:
 
 @torch.no_grad()
 def build_cache(path: Path, key: str, teacher, data, request: FeatureRequest,
-                autocast=contextlib.nullcontext, teacher_index: int = 0) -> TeacherCache:
+                autocast=contextlib.nullcontext, teacher_index: int = 0, cls_only: bool = False) -> TeacherCache:
     """Run the teacher once over `data`, one shard's EncodedExamples (longest first, little padding), and write its
     features to `path`, replacing what is there."""
     lengths = np.asarray([len(e["input_ids"]) for e in data.teacher_encodings(teacher_index)], dtype=np.int64)
     config = teacher.config
     layout = find_layout(teacher)
     heads, width = layout.num_heads, layout.hidden_size
-    arrays = _layout(request, lengths, config.num_labels, width, heads, heads * layout.head_size)
+    arrays = _layout(request, lengths, config.num_labels, width, heads, heads * layout.head_size, cls_only)
     need = sum(_nbytes(shape, dtype) for shape, dtype in arrays.values())
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free
@@ -203,7 +207,10 @@ def build_cache(path: Path, key: str, teacher, data, request: FeatureRequest,
                 batch = data.collate([data[int(i)] for i in order[start:start + BUILD_BATCH]]).to(device)
                 with autocast():
                     feats = tap.run(batch.teacher_inputs(teacher_index))
-                _write(stores, feats, batch.example_id.cpu().numpy(), lengths, token_offsets, pair_offsets, heads)
+                if cls_only:  # the [CLS] vectors: one row per example
+                    feats.hidden = {i: h[:, :1] for i, h in feats.hidden.items()}
+                _write(stores, feats, batch.example_id.cpu().numpy(), lengths, token_offsets, pair_offsets, heads,
+                       cls_only)
         for store in stores.values():
             store.flush()
         del stores
@@ -213,7 +220,8 @@ def build_cache(path: Path, key: str, teacher, data, request: FeatureRequest,
         lengths_file = work / "lengths.npy"
         meta = {"format": FORMAT, "key": key, "examples": len(lengths), "heads": heads, "arrays": entries,
                 "lengths": {"bytes": lengths_file.stat().st_size, "sha256": sha256_file(lengths_file)},
-                "request": {k: sorted(getattr(request, k)) for k in ("hidden", "attention", "qkv")}}
+                "request": {k: sorted(getattr(request, k)) for k in ("hidden", "attention", "qkv")},
+                "cls_only": cls_only}
         (work / "meta.json").write_text(json.dumps(meta, indent=1))
         for file in work.iterdir():  # on disk before the rename makes the cache visible
             fsync_path(file)
@@ -237,7 +245,7 @@ def covers(stored: FeatureRequest, needed: FeatureRequest) -> bool:
     return needed.hidden <= stored.hidden and needed.attention <= stored.attention and needed.qkv <= stored.qkv
 
 
-def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets, heads) -> None:
+def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets, heads, cls_only=False) -> None:
     def fp16(x: torch.Tensor, what: str) -> np.ndarray:
         x = x.float()
         if not torch.isfinite(x).all():
@@ -256,7 +264,10 @@ def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets,
     for row, i in enumerate(index):
         n = lengths[i]
         for name, values in tokens.items():
-            stores[name][token_offsets[i]:token_offsets[i + 1]] = values[row, :n]
+            if cls_only and name.startswith("hidden_"):
+                stores[name][i] = values[row, 0]
+            else:
+                stores[name][token_offsets[i]:token_offsets[i + 1]] = values[row, :n]
         for name, values in scores.items():
             stores[name][pair_offsets[i]:pair_offsets[i + 1]] = values[row, :, :n, :n].reshape(-1)
 

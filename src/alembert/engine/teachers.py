@@ -99,7 +99,7 @@ class TeacherBank:
         return self._fingerprints[k]
 
     def prepare(self, name: str, source, request: FeatureRequest | None, passes: float, root: Path,
-                store_all: bool, off_reason: str | None) -> None:
+                store_all: bool, off_reason: str | None, cls_only: bool = False) -> None:
         """Open (or, when the teacher would see the data more than once, build) each teacher's cache of one
         source. `request` None: no stage needs the teacher on it; `off_reason`: why the cache may not be used."""
         for k, teacher in enumerate(self.teachers or [None]):
@@ -111,7 +111,7 @@ class TeacherBank:
                 request = everything(request, find_layout(teacher).num_layers)
             start = time.perf_counter()
             try:
-                cache, reused, why = self._shards(source, k, request, root, build=passes > 1)
+                cache, reused, why = self._shards(source, k, request, root, passes > 1, cls_only)
             except CacheUnusable as err:
                 log.warning("teacher-output cache off: %s; the teacher runs live", err)
                 cache, reused, why = None, False, str(err)
@@ -121,11 +121,11 @@ class TeacherBank:
             info.build_seconds = time.perf_counter() - start
             self.caches[name, k], self.infos[name, k] = cache, info
 
-    def _shards(self, source, k: int, request: FeatureRequest, root: Path, build: bool):
+    def _shards(self, source, k: int, request: FeatureRequest, root: Path, build: bool, cls_only: bool):
         shards, reused = [], True
         for j in range(len(source.shards)):
             part = source.encoded_shard(j)
-            key = cache_key(self.fingerprint(k), part.teacher_encodings(k), self.max_length, self.precision)
+            key = cache_key(self.fingerprint(k), part.teacher_encodings(k), self.max_length, self.precision, cls_only)
             found = open_cache(root / key, key)
             if found is not None and covers(found.request, request):
                 shards.append(found)
@@ -133,7 +133,7 @@ class TeacherBank:
             if not build:
                 return None, False, "the teacher sees each input only once"
             wanted = request if found is None else request | found.request  # grow, never shrink
-            shards.append(build_cache(root / key, key, self.teachers[k], part, wanted, self.autocast, k))
+            shards.append(build_cache(root / key, key, self.teachers[k], part, wanted, self.autocast, k, cls_only))
             reused = False
         return SourceCache(shards, source.shards), reused, None
 

@@ -99,9 +99,10 @@ class LayerTerm(Term):
     tensors of one kind (hidden states, attention scores, or Q/K/V projections)."""
 
     def __init__(self, spec, pairs, kind: str, loss: nn.Module, self_loss: nn.Module | None = None,
-                 masked: bool = True, relations: tuple[int, ...] = ()):
+                 masked: bool = True, relations: tuple[int, ...] = (), cls_only: bool = False):
         super().__init__(spec)
         self.pairs, self.kind, self.loss, self.masked, self.relations = list(pairs), kind, loss, masked, relations
+        self.cls_only = cls_only  # hidden states at the [CLS] position only
         self.self_loss = self_loss if self_loss is not None else loss  # student against itself: no projection
         self.student_request = FeatureRequest(**{kind: frozenset(s for s, _ in self.pairs)})
         self.teacher_request = FeatureRequest(**{kind: frozenset(t for _, t in self.pairs)})
@@ -109,7 +110,8 @@ class LayerTerm(Term):
     def pieces(self, features: Features, index: int) -> list[torch.Tensor]:
         """The tensors this term compares at one layer of one model."""
         if self.kind == "hidden":
-            return [features.hidden[index].float()]
+            hidden = features.hidden[index].float()
+            return [hidden[:, :1] if self.cls_only else hidden]
         if self.kind == "attention":
             return [features.scores[index].float()]
         qkv = features.qkv[index]
@@ -117,6 +119,7 @@ class LayerTerm(Term):
 
     def pair_values(self, a: Features, b: Features, pairs, mask, loss: nn.Module) -> torch.Tensor:
         """(B, P): the loss of `a`'s layers against `b`'s, per example and pair (summed over Q/K/V relations)."""
+        mask = mask[:, :1] if self.cls_only else mask
         columns = []
         for s, t in pairs:
             columns.append(sum(loss.per_example(x, y, mask if self.masked else None)
@@ -164,12 +167,13 @@ def _prediction(spec, context):
 def _hidden(spec, context):
     widths = (context.student.hidden_size, context.teacher.hidden_size)
     return LayerTerm(spec, _pairs(spec, context, False, spec.embeddings), "hidden", HiddenMSE(*widths),
-                     HiddenMSE(widths[0], widths[0]))
+                     HiddenMSE(widths[0], widths[0]), cls_only=spec.cls_only)
 
 
 def _pkd(spec, context):  # PKD compares transformer layers only, at [CLS]
     widths = (context.student.hidden_size, context.teacher.hidden_size)
-    return LayerTerm(spec, _pairs(spec, context, False), "hidden", PKDLoss(*widths), PKDLoss(widths[0], widths[0]))
+    return LayerTerm(spec, _pairs(spec, context, False), "hidden", PKDLoss(*widths), PKDLoss(widths[0], widths[0]),
+                     cls_only=True)
 
 
 def _attention(spec, context):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from alembert.recipe.data_specs import MixtureSamplerSpec, SamplerUnion, ShuffledSamplerSpec, SourceUnion
 from alembert.recipe.specs import (AssistantSpec, CacheSpec, CombineSpec, EarlyStopSpec, GenericTaskSpec,
@@ -79,7 +79,7 @@ class StageSpec(_Strict):
 
 
 class Recipe(_Strict):
-    name: str
+    name: str  # outputs go to output_dir/name: a folder name of its own
     task: str | GenericTaskSpec | list[str | GenericTaskSpec]  # a list: one task per domain, same labels
     teacher: str | None = None  # None: train the student on labels alone (fine-tuning, the no-teacher baseline)
     teachers: list[TeacherSpec] | None = Field(None, min_length=1)  # several teachers instead of one
@@ -96,8 +96,8 @@ class Recipe(_Strict):
     eval_batch_size: int = Field(128, ge=1)
     train_limit: int | None = Field(None, ge=1)  # a seeded subset of the train split
     dev_limit: int | None = Field(None, ge=1)
-    seed: int = 42
-    data_seed: int | None = None  # seeds the train_limit subset and stress transforms; default: seed
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    data_seed: int | None = Field(None, ge=0, le=2**32 - 1)  # seeds the train_limit subset and stress transforms
     stress: StressSpec | None = None
     assistant: AssistantSpec | None = None
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -110,6 +110,14 @@ class Recipe(_Strict):
     checkpoint_every: int = Field(500, ge=0)  # optimizer steps between checkpoints (0: only at each stage's end)
     checkpoint_keep: int = Field(2, ge=1)  # the newest checkpoints kept; older ones are deleted
     trust_remote_code: bool = False  # let teacher and student checkpoints run their own Python code (auto_map)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        """`.`, `..` or '' would name the output folder itself (and --overwrite would clear every other run there)."""
+        if not name.strip() or name.startswith(".") or any(c in name for c in "/\\") or not name.isprintable():
+            raise ValueError("expected a folder name of its own (not empty, not starting with '.', no '/' or '\\')")
+        return name
 
     @property
     def teacher_list(self) -> list[TeacherSpec]:
@@ -145,6 +153,12 @@ class Recipe(_Strict):
             raise ValueError(f"sources: '{TASK_SOURCE}' names the run's own training data; choose another name")
         for i, stage in enumerate(self.stages):
             self._check_stage(i, stage)
+        if self.cache.cls_only:
+            full = [f"stages.{i}.losses.{j} ({loss.type})" for i, stage in enumerate(self.stages)
+                    for j, loss in enumerate(stage.losses) if loss.type == "hidden_mse" and not loss.cls_only]
+            if full:
+                raise ValueError(f"teacher_cache.cls_only: keeps hidden states at [CLS] only, but {full[0]} compares "
+                                 "every token (set its cls_only: true, or the cache's cls_only: false)")
         if self.assistant is not None and len(self.teacher_list) != 1:
             raise ValueError("assistant: a teacher assistant needs exactly one teacher")
         if self.student.init == "extract" and not self.teacher_list and not self.student.source:

@@ -127,6 +127,7 @@ class HiddenLossSpec(LossSpec):
     map: MAP_KINDS = "uniform"
     layers: list[int] | None = None  # teacher hidden indices for 'explicit', one per student index 0..M
     embeddings: bool = True  # include the embedding output (index 0 <-> 0) where the map allows it
+    cls_only: bool = False  # compare the [CLS] position only (XtremeDistil's representation loss)
 
 
 class AttentionLossSpec(LossSpec):
