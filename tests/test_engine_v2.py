@@ -183,6 +183,31 @@ def test_weights_of_several_plugins_multiply_and_pair_weights_weigh_layer_pairs(
     assert whole.item() == pytest.approx(1.0) and only_second.item() == 0.0  # the pair (1, 1) carries all the loss
 
 
+def test_attention_losses_compare_models_of_other_head_counts_by_re_splitting():
+    teacher, student = tiny_bert(layers=4, hidden=32, heads=4).eval(), tiny_bert(layers=2, hidden=32, heads=2).eval()
+    ids = torch.randint(5, 20, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    layout = find_layout(teacher)
+
+    def objective(heads, student_layout=layout):
+        losses = [{"type": "attention_mse", "map": "last", **({"heads": heads} if heads else {})}]
+        return Objective(stage_from_dict({"name": "a", "losses": losses}), student_layout, layout, False)
+
+    own, resplit = objective(None), objective(4)
+    from alembert.models.features import FeatureTap
+
+    with FeatureTap(teacher, own.teacher_request | resplit.teacher_request) as tap:
+        features = tap.run(inputs)
+    # re-split into the teacher's own 4 heads: exactly its own attention scores
+    assert torch.equal(own.terms[0].pieces(features, 4)[0], resplit.terms[0].pieces(features, 4)[0])
+    with pytest.raises(AlembertError, match="attention_mse needs equal head counts"):
+        objective(None, find_layout(student)).terms[0].loss(torch.zeros(1, 2, 3, 3), torch.zeros(1, 4, 3, 3))
+    with pytest.raises(AlembertError, match="heads 3 does not divide the student's attention width 32"):
+        objective(3, find_layout(student))
+
+
 def test_a_loss_a_users_module_registers_trains_from_a_recipe(tmp_path, toy_task, tiny_teacher_dir):
     module = tmp_path / "cosine_loss.py"
     module.write_text('''

@@ -7,6 +7,7 @@ with `per_example(student_x, teacher_x, mask) -> (B,)` and the kind of feature i
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,7 +17,7 @@ from torch import nn
 from alembert.errors import AlembertError
 from alembert.losses import AttentionProbKL, AttentionScoreMSE, HiddenMSE, PKDLoss, PredictionLoss, RelationKL
 from alembert.mapping import attention_map, layer_map
-from alembert.models.features import FeatureRequest, Features
+from alembert.models.features import MASK_VALUE, FeatureRequest, Features, split_heads
 from alembert.models.layout import Layout
 from alembert.recipe.specs import (AttentionLossSpec, HiddenLossSpec, PKDLossSpec, PredictionLossSpec,
                                    RelationLossSpec)
@@ -131,6 +132,27 @@ class LayerTerm(Term):
                                                       self.loss))]
 
 
+class ResplitAttentionTerm(LayerTerm):
+    """An attention loss between models of different head counts: both models' Q and K re-split into `heads`
+    heads, their scores Q K^T / sqrt(d) rebuilt with the additive mask on padded keys, then compared as the
+    model's own scores would be."""
+
+    def __init__(self, spec, pairs, loss: nn.Module):
+        super().__init__(spec, pairs, "qkv", loss, relations=(0, 1))
+        self.heads = spec.heads
+
+    def pieces(self, features: Features, index: int) -> list[torch.Tensor]:
+        q, k = (split_heads(merge_heads(x.float()), self.heads) for x in features.qkv[index][:2])
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        mask = features.attention_mask
+        return [scores + (1.0 - mask[:, None, None, :].to(scores.dtype)) * MASK_VALUE]
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, d) to (B, T, H*d)."""
+    return x.transpose(1, 2).flatten(2)
+
+
 def _pairs(spec, context: TermContext, attention: bool, embeddings: bool = False) -> list[tuple[int, int]]:
     depths = (context.student.num_layers, context.teacher.num_layers)
     pairs = attention_map(spec.map, *depths, spec.layers) if attention else \
@@ -178,7 +200,13 @@ def _pkd(spec, context):  # PKD compares transformer layers only, at [CLS]
 
 def _attention(spec, context):
     loss = AttentionScoreMSE() if spec.type == "attention_mse" else AttentionProbKL()
-    return LayerTerm(spec, _pairs(spec, context, True), "attention", loss)
+    if spec.heads is None:
+        return LayerTerm(spec, _pairs(spec, context, True), "attention", loss)
+    for who, layout in (("student", context.student), ("teacher", context.teacher)):
+        if (layout.num_heads * layout.head_size) % spec.heads:
+            raise AlembertError(f"{context.field}: heads {spec.heads} does not divide the {who}'s attention width "
+                                f"{layout.num_heads * layout.head_size}")
+    return ResplitAttentionTerm(spec, _pairs(spec, context, True), loss)
 
 
 def _relation(spec, context):

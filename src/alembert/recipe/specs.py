@@ -131,11 +131,16 @@ class HiddenLossSpec(LossSpec):
 
 
 class AttentionLossSpec(LossSpec):
-    """attention_mse: TinyBERT's MSE on pre-softmax scores; attention_kl: KL between attention distributions."""
+    """attention_mse: TinyBERT's MSE on pre-softmax scores; attention_kl: KL between attention distributions.
+
+    heads: compare Q K^T / sqrt(d) after re-splitting both models' Q and K into this many heads (MiniLMv2's
+    re-splitting applied to the scores), so student and teacher head counts may differ; null compares each
+    model's own attention heads, which must then be as many."""
 
     type: Literal["attention_mse", "attention_kl"]
     map: MAP_KINDS = "uniform"
     layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
+    heads: int | None = Field(None, ge=1)
 
 
 class PKDLossSpec(LossSpec):
