@@ -6,7 +6,7 @@ PYTHON ?= python3
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-mpnet test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed clean
+.PHONY: install install-mpnet test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed benchmark-base clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ benchmark-speed: install
 	$(PY) benchmarks/training_options.py
 	$(PY) benchmarks/inference.py --teacher benchmarks/runs/sst2-teacher-s42/student \
 		--student benchmarks/runs/sst2-tinybert-s42/student
+
+# a BERT-base-size teacher (all-mpnet-base-v2) into a 4-layer ETD student: bf16 check, teachers, 5 methods x 5 tasks
+# x 3 seeds, ETD-Rand / ETD-Impt / depth-only, latency (benchmarks/RESULTS.md); resumable
+benchmark-base: install install-mpnet
+	$(PY) benchmarks/base_teacher.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

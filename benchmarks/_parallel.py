@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-def run_job(script: str, job: str, logs: Path) -> tuple[str, float, int]:
-    """`python script --job job` in a fresh process with one thread; its output goes to logs/<job>.log."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+def run_job(script: str, job: str, logs: Path, threads: int = 1) -> tuple[str, float, int]:
+    """`python script --job job` in a fresh process with `threads` threads; its output goes to logs/<job>.log."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
     start = time.time()
     log = logs / f"{job.replace(':', '_')}.log"
@@ -24,12 +24,12 @@ def run_job(script: str, job: str, logs: Path) -> tuple[str, float, int]:
     return job, time.time() - start, code
 
 
-def run_all(script: str, logs: Path, workers: int, *job_lists: list[str]) -> None:
+def run_all(script: str, logs: Path, workers: int, *job_lists: list[str], threads: int = 1) -> None:
     """Each list's jobs, `workers` at a time, one list after the other (e.g. teachers before their students)."""
     start = time.time()
     with ThreadPoolExecutor(workers) as pool:
         for jobs in job_lists:
-            for job, seconds, code in pool.map(lambda job: run_job(script, job, logs), jobs):
+            for job, seconds, code in pool.map(lambda job: run_job(script, job, logs, threads), jobs):
                 print(f"[{time.time() - start:.0f}s] {job} exit {code} in {seconds:.0f}s", flush=True)
 
 

@@ -25,7 +25,8 @@ from alembert.engine.evaluation import Evaluator, Selection
 from alembert.engine.objective import Objective
 from alembert.engine.plugins import Context, Outputs, PluginSet, changes_inputs
 from alembert.engine.stage import StageTraining, stage_loader
-from alembert.engine.state import RESULT_KEYS, CheckpointPlan, TrainResult, rng_state, set_rng_state
+from alembert.engine.resume import Resumable
+from alembert.engine.state import CheckpointPlan, TrainResult
 from alembert.engine.step import make_step
 from alembert.engine.teacher_cache import default_cache_root
 from alembert.engine.teachers import TeacherBank, union
@@ -58,7 +59,7 @@ class StageRun:
     step_fn: object
 
 
-class Trainer:
+class Trainer(Resumable):
     """`teachers`: the frozen teachers, in the order of the recipe's teacher list (empty: labels alone);
     `sources`: the named training datasets ('task' and the recipe's sources); `plugins`: a PluginSet."""
 
@@ -120,12 +121,13 @@ class Trainer:
         that reads it rewrites the inputs) and useful (the teacher would see the data more than once)."""
         spec, root = self.recipe.cache, Path(self.recipe.cache_dir) if self.recipe.cache_dir else default_cache_root()
         for name in dict.fromkeys(n for stage in self.recipe.stages for n in stage.sources):
-            users = [(i, stage, o) for i, (stage, o) in enumerate(zip(self.recipe.stages, objectives))
-                     if name in stage.sources and o.needs_teacher]
-            changing = [p.name for i, _, _ in users for p in self.plugins.active(i) if changes_inputs(p)]
-            off = "no stage needs the teacher" if not users else \
-                f"{', '.join(dict.fromkeys(changing))} changes the inputs" if changing else \
-                "switched off (teacher_cache: false)" if not spec.enabled else \
+            needing = [(i, stage, o) for i, (stage, o) in enumerate(zip(self.recipe.stages, objectives))
+                       if name in stage.sources and o.needs_teacher]
+            changing = {i: [p.name for p in self.plugins.active(i) if changes_inputs(p)] for i, _, _ in needing}
+            users = [(i, stage, o) for i, stage, o in needing if not changing[i]]  # the stages that may read it
+            off = "no stage needs the teacher" if not needing else \
+                f"{', '.join(dict.fromkeys(n for names in changing.values() for n in names))} changes the inputs" \
+                if not users else "switched off (teacher_cache: false)" if not spec.enabled else \
                 "generated during training" if hasattr(self.sources[name], "add") else None
             with self.accelerator.local_main_process_first(), _cache_errors(root):  # one process per machine builds
                 self.bank.prepare(name, self.sources[name], union(o.teacher_request for *_, o in users) if users else
@@ -338,61 +340,6 @@ class Trainer:
             else ""
         raise AlembertError(f"stage {stage.name}, step {step}: {term} is {bad}{which}{kept}; lower the learning "
                             "rate, set max_grad_norm, or use fp32")
-
-    # ---- checkpoints ------------------------------------------------------------------------------------------
-
-    def _save_checkpoint(self, position: dict, within_stage: tuple | None) -> None:
-        """Everything the run needs to continue from here. `within_stage`: the stage's (objective, optimizer,
-        scheduler), or None at a stage's end, where the next stage builds its own."""
-        result = {key: getattr(self.result, key) for key in RESULT_KEYS + ("early_stopped",)}
-        result.update(self.selection.state(), seconds=self._elapsed_before + time.perf_counter() - self._fit_start)
-        state = dict(position, phase=self.plan.phase, result=result, logger_rows=self.logger.rows, rng=rng_state(),
-                     plugins=self.plugins.state_dict(),
-                     sources={n: s.state_dict() for n, s in self.sources.items() if hasattr(s, "state_dict")})
-        tensors = {"student": self.student.state_dict(), **self.plan.extra}  # never wrapped: DDP wraps its tap
-        if self.selection.best_state is not None:
-            tensors["best"] = self.selection.best_state
-        if within_stage is not None:
-            objective, optimizer, scheduler = within_stage
-            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
-            tensors["objective"] = objective.state_dict()
-        if self.accelerator.is_main_process:
-            self.plan.checkpoints.save(state, tensors)
-        self.accelerator.wait_for_everyone()
-
-    def _restore_run(self) -> tuple[int, float]:
-        """What a checkpoint holds for the whole run: the student, the best state, the result so far, the log, the
-        sources' contents. Returns the stage to continue in and the seconds already taken. Within a stage the rest
-        waits for that stage's start; a checkpoint taken at a stage's end restores the plugins now."""
-        state, tensors = self._resume
-        self.student.load_state_dict(tensors["student"])
-        kept = state["result"]
-        self.selection.restore(kept, tensors.get("best"))
-        for key in RESULT_KEYS + ("early_stopped",):
-            setattr(self.result, key, kept[key])
-        self.logger.restore(state["logger_rows"])
-        for name, saved in state.get("sources", {}).items():
-            self.sources[name].load_state_dict(saved)
-        if state["micro"] == 0:  # at a stage's boundary: the run's plugins (a stage's own start afresh)
-            self.plugins.load_state_dict(state["plugins"], only=self.plugins.active(None))
-        return state["stage"], kept["seconds"]
-
-    def _restore_stage(self, objective, optimizer, scheduler, plugins) -> dict:
-        """Continue from the very next micro-step: this stage's first, or a later one."""
-        state, tensors = self._resume
-        self._resume = None
-        position = {"step": 0, "micro": 0, "running": {}, "metric": None, "epoch": None}
-        if state["micro"]:
-            objective.load_state_dict(tensors["objective"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            self.plugins.load_state_dict(state["plugins"], only=plugins)
-            position.update(step=state["step"], micro=state["micro"], running=state["running"],
-                            metric=state["metric"], epoch=(state["epoch_micro"], state["epoch_generator"]))
-        self.accelerator.step = state["accelerator_step"]
-        set_rng_state(state["rng"])
-        return position
-
 
 @contextlib.contextmanager
 def _cache_errors(root: Path):
