@@ -197,7 +197,8 @@ def test_every_option_has_help_and_shows_its_default(capsys):
     from alembert.cli import _Help, _parser
 
     commands = _parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"finetune", "distill", "pool", "eval", "demo", "export", "bench", "pareto"}
+    assert set(commands) == {"finetune", "distill", "pool", "transfer", "search", "eval", "demo", "export", "bench",
+                             "pareto"}
     shown = _Help("alembert")._get_help_string
     for name, parser in commands.items():
         for action in parser._actions:

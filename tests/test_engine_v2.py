@@ -46,6 +46,23 @@ def _stage_data(sources: dict) -> StageData:
 # ---- samplers and sources ---------------------------------------------------------------------------------------
 
 
+def test_in_memory_data_is_shuffled_draw_for_draw_as_torch_and_transformers_shuffle_it(tmp_path):
+    """So the first engine's figures (DataLoader(shuffle=True) and transformers' LengthGroupedSampler) reproduce."""
+    from torch.utils.data import DataLoader
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    data = _stage_data({"task": _encoded(tmp_path, 50)})
+    for grouped in (False, True):
+        mine, their = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+        ours = DataLoader(data, batch_sampler=Shuffled(data, 8, mine, group_by_length=grouped), collate_fn=data.collate,
+                          generator=mine)  # as engine/stage.py builds it
+        sampler = LengthGroupedSampler(8, lengths=data.sources[0].lengths, generator=their) if grouped else None
+        theirs = DataLoader(data, batch_size=8, sampler=sampler, shuffle=not grouped, collate_fn=data.collate,
+                            generator=their)
+        for _ in range(2):  # two epochs: the second starts where the first left the generator
+            assert [b.example_id.tolist() for b in ours] == [b.example_id.tolist() for b in theirs]
+
+
 def test_per_domain_batches_hold_k_of_every_domain_and_an_epoch_follows_the_fit_domain(tmp_path):
     domains = ("a", "b", "c")
     examples = _encoded(tmp_path, 10, "a", domains).examples + _encoded(tmp_path, 4, "b", domains).examples \

@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.utils.data import RandomSampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from alembert.errors import AlembertError
 from alembert.recipe.data_specs import MixtureSamplerSpec, PerDomainSamplerSpec, ShuffledSamplerSpec
 from alembert.registry import SAMPLERS
 
-MEGABATCH = 50  # batches sorted by length together when grouping (as transformers' LengthGroupedSampler)
 
 
 def _perm(n: int, generator: torch.Generator) -> list[int]:
@@ -35,8 +36,11 @@ class Sampler:
 
 @SAMPLERS.register("shuffled")
 class Shuffled(Sampler):
-    """Every example once an epoch. Sources are read shard by shard in a shuffled order, each shard's examples
-    shuffled (in-memory sources are one shard: a full shuffle); with `group_by_length`, batches of similar length."""
+    """Every example once an epoch. When every source is held in memory (one shard each), the stage's examples are
+    shuffled together by torch's RandomSampler, or with `group_by_length` by transformers' length grouping (a
+    random permutation sorted by length within mega-batches, the longest batch first); a source read in shards (text files) is taken shard by shard
+    in a shuffled order, each shard's examples shuffled (and grouped by length), so one shard is tokenized at a
+    time."""
 
     Options = ShuffledSamplerSpec
 
@@ -45,6 +49,7 @@ class Shuffled(Sampler):
         data = self.data
         self.units = [range(data.starts[s] + r.start, data.starts[s] + r.stop)
                       for s, source in enumerate(data.sources) for r in source.shards]
+        self.whole = all(len(source.shards) <= 1 for source in data.sources)
         self._lengths = None
 
     def lengths(self) -> list[int]:
@@ -56,19 +61,17 @@ class Shuffled(Sampler):
         return math.ceil(len(self.data) / self.batch_size)
 
     def __iter__(self):
-        order = [unit[i] for u in _perm(len(self.units), self.generator)
-                 for unit in [self.units[u]] for i in _perm(len(unit), self.generator)]
-        if self.group:
-            lengths, span = self.lengths(), MEGABATCH * self.batch_size
-            order = [i for start in range(0, len(order), span)
-                     for i in sorted(order[start:start + span], key=lambda i: -lengths[i])]
-            batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-            longest = max(range(len(batches)), key=lambda b: lengths[batches[b][0]])
-            batches[0], batches[longest] = batches[longest], batches[0]  # a memory problem shows at once
-            # shuffle whole batches, so an epoch does not run from long to short inside each megabatch
-            batches = [batches[0]] + [batches[1:][b] for b in _perm(len(batches) - 1, self.generator)]
-            yield from batches
-            return
+        if self.whole:  # torch's and transformers' own samplers: their orders, draw for draw
+            order = get_length_grouped_indices(self.lengths(), self.batch_size, generator=self.generator) \
+                if self.group else list(RandomSampler(range(len(self.data)), generator=self.generator))
+        else:
+            order = []
+            for u in _perm(len(self.units), self.generator):
+                unit = [self.units[u][i] for i in _perm(len(self.units[u]), self.generator)]
+                if self.group:
+                    lengths = self.lengths()
+                    unit = sorted(unit, key=lambda i: -lengths[i])
+                order += unit
         for i in range(0, len(order), self.batch_size):
             yield order[i:i + self.batch_size]
 

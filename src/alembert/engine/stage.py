@@ -20,10 +20,9 @@ def stage_loader(stage, index: int, sources: dict, pad_ids: dict, recipe, domain
     data = StageData({name: sources[name] for name in stage.sources}, pad_ids)
     sampler = make_sampler(stage.sampler, data, recipe.batch_size, recipe.seed + index, recipe.group_by_length,
                            domains)
-    # a generator of its own for the base seed a DataLoader draws per epoch (for worker processes, unused here),
-    # so that draw comes neither from the global RNG (dropout) nor from the sampler's
-    spare = torch.Generator().manual_seed(0)
-    return DataLoader(data, batch_sampler=sampler, collate_fn=data.collate, generator=spare), sampler
+    # the loader draws its per-epoch base seed (for worker processes, unused here) from the sampler's generator,
+    # never from the global one that dropout draws from: an epoch is then a function of that generator's state
+    return DataLoader(data, batch_sampler=sampler, collate_fn=data.collate, generator=sampler.generator), sampler
 
 
 def parameter_groups(model, how) -> list[list[str]]:
