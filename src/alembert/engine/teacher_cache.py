@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +45,6 @@ def default_cache_root() -> Path:
 
 class CacheUnusable(Exception):
     """The teacher's outputs cannot be cached (out of fp16 range, not finite, or no room on disk)."""
-
-
-@dataclass
-class CacheInfo:
-    path: str | None
-    bytes: int = 0
-    reused: bool = False
-    build_seconds: float = 0.0
-    enabled: bool = True
-    reason: str | None = None  # why the run went live instead
 
 
 def teacher_fingerprint(teacher) -> str:

@@ -3,6 +3,7 @@ live forward passes where a cache would be wrong or useless."""
 from __future__ import annotations
 
 import functools
+import logging
 import operator
 import time
 from dataclasses import asdict, dataclass
@@ -15,13 +16,13 @@ from alembert.engine.teacher_cache import (CacheUnusable, TeacherCache, build_ca
 from alembert.models.features import FeatureRequest, Features, FeatureTap
 from alembert.models.layout import find_layout
 
-import logging
-
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class CacheInfo:
+    """What a report says of a teacher's cache of one source."""
+
     path: str | None
     bytes: int = 0
     reused: bool = False
