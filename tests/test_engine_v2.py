@@ -340,6 +340,22 @@ def test_early_stopping_ends_a_stage_that_stops_improving(tmp_path, toy_task, ti
     assert training["optimizer_steps"] == 3
 
 
+def test_a_recipe_extracts_a_narrower_student_by_importance_or_at_random(tmp_path, toy_task, tiny_teacher_dir):
+    stages = [{"name": "kd", "epochs": 1, "lr": 1e-3, "losses": [{"type": "prediction", "alpha": 0.5}]}]
+    sizes = {"layers": 2, "hidden": 16, "heads": 2, "ffn": 24}
+    runs = {select: api.distill(recipe_from_dict(_base(tmp_path, toy_task, tiny_teacher_dir, name=select, stages=stages,
+                                                       student={"init": "extract", "select": select,
+                                                                "importance_examples": 32, **sizes})))
+            for select in ("importance", "random")}
+    for run in runs.values():
+        config = json.loads((run.student_dir / "config.json").read_text())
+        assert (config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"],
+                config["intermediate_size"]) == (2, 16, 2, 24)
+    weights = [load_file(run.student_dir / "model.safetensors")["bert.embeddings.word_embeddings.weight"]
+               for run in runs.values()]
+    assert not torch.equal(*weights)  # importance and chance kept other dimensions
+
+
 # ---- the superset cache, search and transfer ----------------------------------------------------------------------
 
 
