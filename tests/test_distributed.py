@@ -127,7 +127,7 @@ def _state(kind: str = "MULTI_CPU", processes: int = 2) -> SimpleNamespace:
 
 @pytest.mark.parametrize("state, env, changes, message", [
     (_state(), {}, {"batch_size": 6}, "batch_size: 6 does not split across 4 processes"),
-    (_state(), {}, {"plugins": [{"type": "rl_kd"}]}, "plugins: rl_kd learns its policy in one process"),
+    (_state(), {}, {"plugins": [{"type": "rl_kd"}]}, "plugins: rl_kd learns in one process"),
     (_state(), {}, {"stages": [{"name": "s", "step": {"type": "meta"}, "losses": [{"type": "prediction"}]}]},
      "stages.0.step: step meta runs in one process"),
     (_state(), {}, {"stages": [{"name": "s", "unfreeze": {"every": 2}, "losses": [{"type": "prediction"}]}]},

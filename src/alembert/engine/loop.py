@@ -368,10 +368,9 @@ def check_launch(recipe, state: PartialState) -> None:
         raise AlembertError(f"batch_size: {recipe.batch_size} does not split across {state.num_processes} processes "
                             "(the recipe's batch is the global batch; use a multiple of the process count)")
     for i, stage in enumerate(recipe.stages):
-        types = stage.plugin_types(recipe.plugins)
-        if "rl_kd" in types:
-            raise AlembertError("plugins: rl_kd learns its policy in one process; run RL-KD without accelerate "
-                                "launch")
+        alone = [p.type for p in recipe.stage_plugins(stage) if p.single_process]
+        if alone:
+            raise AlembertError(f"plugins: {alone[0]} learns in one process; run it without accelerate launch")
         if stage.step.type != "standard" or stage.unfreeze is not None:
             what = f"step {stage.step.type}" if stage.step.type != "standard" else "unfreeze"
             raise AlembertError(f"stages.{i}.{what.split()[0]}: {what} runs in one process; run it without "

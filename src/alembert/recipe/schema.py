@@ -193,9 +193,10 @@ class Recipe(_Strict):
             raise ValueError(f"stages.{i}: a prediction loss with alpha < 1 needs labels, but {stage.data} is "
                              "unlabeled (use alpha: 1, or add task to the stage's data)")
         mixing = any(p.mixes_inputs for p in plugins)
-        rule_needs_labels = self.combine.rule == "confidence" or "rl_kd" in types
+        reading = [p.type for p in plugins if p.gold_labels]
+        rule_needs_labels = self.combine.rule == "confidence" or reading
         if rule_needs_labels and (stage.sources != [TASK_SOURCE] or mixing) \
                 and any(loss.type == "prediction" and loss.alpha > 0 for loss in stage.losses):
-            rule = "rl_kd" if "rl_kd" in types else f"combine rule '{self.combine.rule}'"
+            rule = reading[0] if reading else f"combine rule '{self.combine.rule}'"
             raise ValueError(f"stages.{i}: {rule} weighs teachers by the gold labels, which other data and mixed "
                              "inputs lack (use data: task, no mixup)")

@@ -177,13 +177,17 @@ class PluginOptions(_Strict):
     """A plugin's options in a recipe: `type` (its registry key) and the options its class declares.
 
     Class attributes the recipe checks: `mixes_inputs` (its batches have no single label per example, and the
-    teacher must run live), `single_teacher` (it needs one teacher), `requires` (plugins that must be active too).
+    teacher must run live), `single_teacher` (it needs one teacher), `requires` (plugins that must be active too),
+    `gold_labels` (it reads every example's label), `single_process` (it learns in one process: refused under
+    `accelerate launch`).
     """
 
     type: str
     mixes_inputs: ClassVar[bool] = False
     single_teacher: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
+    gold_labels: ClassVar[bool] = False
+    single_process: ClassVar[bool] = False
 
 
 class MixUpOptions(PluginOptions):
@@ -227,6 +231,8 @@ class RLKDOptions(PluginOptions):
     warmup: float = Field(0.5, ge=0)  # epochs of each stage trained with equal weights before the policy acts
     episode: int | None = Field(None, ge=1)  # student steps per policy update; default 1, or 20 for dev_metric
     dev_limit: int | None = Field(None, ge=1)  # dev examples scored for the 'dev_metric' reward (default: all)
+    gold_labels: ClassVar[bool] = True  # its state and rewards read the gold label
+    single_process: ClassVar[bool] = True  # its policy learns in one process
 
 
 BUILTIN_PLUGINS = [MixUpOptions, ConsistencyOptions, RLKDOptions]
