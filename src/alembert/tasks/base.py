@@ -7,8 +7,10 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from alembert.errors import AlembertError, printable
+from alembert.tasks.kinds import SEQUENCE
 from alembert.tasks.metrics import compute_metrics
 
 
@@ -22,6 +24,7 @@ class Example:
 
 @dataclass(frozen=True)
 class Task:
+    kind: ClassVar[str] = SEQUENCE  # what the task asks of a model (tasks/kinds.py): the head, losses and metrics
     name: str
     label_names: tuple[str, ...] | None  # raw label strings in class-id order; None for regression
     metrics: tuple[str, ...]  # first one is the main metric, used for model selection
@@ -92,6 +95,9 @@ def check_training_labels(examples: list[Example], task: Task, where: str | None
     if any(label is None for label in labels):
         raise AlembertError(f"{where}: {sum(label is None for label in labels)} of {len(labels)} training examples "
                             "have no label (expected every training example to be labeled)")
+    if task.kind != SEQUENCE:  # tags per word, answers per question: the task says what can teach it
+        task.check_training(examples, where)
+        return
     if task.is_regression:
         if len(set(labels)) < 2:
             raise AlembertError(f"{where}: every training target is {labels[0]:g} ({len(labels)} examples); expected "
