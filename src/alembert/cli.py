@@ -300,8 +300,9 @@ def _run(args) -> int:
         _run_pool(args)
     elif args.command in ("transfer", "search"):
         _run_flow(args)
-    elif args.command == "eval":
-        args.max_length = _max_length(args.model, args.max_length, args.trust_remote_code)
+    elif args.command == "eval":  # the default length follows the task (api.evaluate): only a given one is checked
+        if args.max_length is not None:
+            _max_length(args.model, args.max_length, args.trust_remote_code)
         print(json.dumps(api.evaluate(args.model, args.task, args.split, data_dir, args.max_length, args.limit,
                                       speed=args.speed, trust_remote_code=args.trust_remote_code), indent=2))
     elif args.command == "demo":
