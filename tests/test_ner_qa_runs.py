@@ -53,7 +53,8 @@ def test_cached_per_token_logits_match_the_live_teacher(tmp_path, kind):
 
 
 def _kd_recipe(tmp_path, task, teacher, name, **changes):
-    data = {"name": name, "task": task, "teacher": str(teacher), "output_dir": str(tmp_path / "out"),
+    data = {"name": name, "task": task, "teacher": str(teacher) if teacher else None,
+            "output_dir": str(tmp_path / "out"),
             "student": {"init": "extract", "layers": 2}, "max_length": 24, "batch_size": 8, "speed": False,
             "cache_dir": str(tmp_path / "cache"),
             "stages": [{"name": "kd", "epochs": 2, "lr": 1e-3, "eval_every": 3,
@@ -154,3 +155,36 @@ def test_a_model_of_another_kind_is_refused_by_eval_and_export(tmp_path):
     with pytest.raises(AlembertError, match="a token-classification model, but task toy-qa is extractive_qa"):
         export_onnx(tagger, task=task)
     assert not (tagger / "onnx").exists()
+
+
+def test_two_teachers_of_one_vocabulary_teach_a_tagger(tmp_path):
+    task = token_task(tmp_path)
+    teachers = [{"path": str(save(tiny_tagger(seed), tmp_path / f"t{seed}")), "name": f"t{seed}"} for seed in (0, 1)]
+    run = api.distill(_kd_recipe(tmp_path, task, None, "two", teachers=teachers))
+    assert [m["name"] for m in run.report["models"]] == ["teacher:t0", "teacher:t1", "student"]
+    assert run.report["teacher_caches"][1]["enabled"]
+
+
+def test_two_processes_match_one_for_a_tagger(tmp_path):
+    """DDP: each process averages its share's per-example values, which is the whole batch's average."""
+    import yaml
+
+    from test_distributed import TOLERANCE, _launch_two, _losses, _run
+
+    teacher = tiny_tagger(seed=3)
+    teacher.config.hidden_dropout_prob = teacher.config.attention_probs_dropout_prob = 0.0  # students inherit it
+    save(teacher, tmp_path / "teacher")
+    recipe = {"task": token_task(tmp_path, train=48), "teacher": str(tmp_path / "teacher"),
+              "output_dir": str(tmp_path / "out"), "student": {"init": "extract", "layers": 2}, "max_length": 24,
+              "batch_size": 8, "speed": False,
+              "stages": [{"name": "kd", "epochs": 2, "lr": 5e-3, "eval_every": 3, "warmup": 0,
+                          "losses": [{"type": "prediction", "alpha": 0.5, "temperature": 2.0}]}]}
+    for name in ("one", "two"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(dict(recipe, name=name)))
+    _run(["-m", "alembert", "distill", str(tmp_path / "one.yaml")])
+    _launch_two("distill", str(tmp_path / "two.yaml"))
+    one, two = _losses(tmp_path / "out" / "one"), _losses(tmp_path / "out" / "two")
+    assert one.keys() == two.keys()
+    assert all(abs(one[k] - two[k]) <= max(TOLERANCE * abs(one[k]), 1e-6) for k in one)
+    a, b = (load_file(tmp_path / "out" / n / "student" / "model.safetensors") for n in ("one", "two"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE

@@ -16,7 +16,8 @@ from torch import nn
 
 from alembert.errors import AlembertError
 from alembert.losses import AttentionProbKL, AttentionScoreMSE, HiddenMSE, PKDLoss, PredictionLoss, RelationKL
-from alembert.losses.positions import IGNORE, per_position_mean, span_distill, span_hard, span_logits
+from alembert.data.batch import IGNORE
+from alembert.losses.positions import per_position_mean, span_distill, span_hard, span_logits
 from alembert.mapping import attention_map, layer_map
 from alembert.models.features import MASK_VALUE, FeatureRequest, Features, split_heads
 from alembert.models.layout import Layout

@@ -17,7 +17,6 @@ import torch
 
 from alembert.losses.logits import LogitMSE
 
-IGNORE = -100
 MASKED = -1e4  # a padded position's logit: exp(-1e4 - max) is 0 in float32, and it stays finite through / tau
 
 

@@ -7,8 +7,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from alembert.recipe.data_specs import MixtureSamplerSpec, SamplerUnion, ShuffledSamplerSpec, SourceUnion
 from alembert.recipe.specs import (AssistantSpec, CacheSpec, CombineSpec, EarlyStopSpec, LossUnion, MetaStepSpec,
-                                   PluginUnion, StandardStepSpec, StepUnion, StressSpec, StudentSpec, TaskSpec,
-                                   TeacherSpec, UnfreezeSpec, _Strict)
+                                   PluginUnion, StandardStepSpec, StepUnion, StressSpec, StudentSpec, TeacherSpec,
+                                   UnfreezeSpec, _Strict)
+from alembert.recipe.task_specs import TaskSpec
 
 TASK_SOURCE = "task"  # the name of the run's own training data among a stage's sources
 _MOVED = {"mixup": "mixup is now a plugin: plugins: [{type: mixup, alpha: 1.0}]",

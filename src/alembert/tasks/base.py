@@ -68,6 +68,25 @@ class Task:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class FileTask(Task):
+    """A task whose splits are files, each given as a path: absolute, or relative to the data directory."""
+
+    files: tuple[tuple[str, str], ...] = ()  # (split, path)
+    data_dir: str | os.PathLike | None = None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(split for split, _ in self.files)
+
+    def path(self, split: str) -> Path:
+        path = Path(dict(self.files)[split])
+        return path if path.is_absolute() else resolve_data_dir(self.data_dir) / path
+
+    def source(self, split: str) -> str:
+        return str(self.path(split)) if split in self.splits else super().source(split)
+
+
 def _unlabeled(what: str, unlabeled: int, total: int) -> str:
     """`what` ('the dev split', 'the examples') lacks labels for `unlabeled` of its `total` examples."""
     if unlabeled == total:

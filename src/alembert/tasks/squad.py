@@ -10,13 +10,12 @@ United_Methodist_Church, French_and_Indian_War, Force: 1,589 questions) are held
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from alembert.errors import AlembertError, short_repr
-from alembert.tasks.base import Task, _unlabeled, resolve_data_dir
+from alembert.tasks.base import FileTask, _unlabeled
 from alembert.tasks.kinds import SPANS
 from alembert.tasks.readers import read_text
 
@@ -41,22 +40,9 @@ class SpanExample:
 
 
 @dataclass(frozen=True)
-class SquadTask(Task):
+class SquadTask(FileTask):
     kind: ClassVar[str] = SPANS
-    files: tuple[tuple[str, str], ...] = ()  # (split, path); a relative path is under the data directory
     articles: tuple[tuple[str, int, int], ...] = ()  # (split, first, stop): the split is these articles of its file
-    data_dir: str | os.PathLike | None = None
-
-    @property
-    def splits(self) -> tuple[str, ...]:
-        return tuple(split for split, _ in self.files)
-
-    def path(self, split: str) -> Path:
-        path = Path(dict(self.files)[split])
-        return path if path.is_absolute() else resolve_data_dir(self.data_dir) / path
-
-    def source(self, split: str) -> str:
-        return str(self.path(split)) if split in self.splits else super().source(split)
 
     def _read(self, split: str) -> list[SpanExample]:
         path = self.path(split)
@@ -160,7 +146,8 @@ def span_task(spec: dict, data_dir=None) -> SquadTask:
 
 
 def squad_task(name: str, data_dir=None) -> SquadTask:
-    """`squad`: the official train and dev files; `squad-dev-split`: the dev file's articles, 40 to train, 8 held out."""
+    """`squad`: the official train and dev files; `squad-dev-split`: the dev file's articles, 40 to train, 8 held
+    out."""
     if name == "squad":
         files, articles = (("train", "squad/train-v1.1.json"), ("dev", "squad/dev-v1.1.json")), ()
     else:

@@ -10,14 +10,13 @@ them, tasks/entities.py).
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from alembert.errors import AlembertError, printable, short_repr
-from alembert.tasks.base import Task, _unlabeled, resolve_data_dir
+from alembert.tasks.base import FileTask, _unlabeled
 from alembert.tasks.kinds import TOKENS
 from alembert.tasks.readers import read_jsonl, read_text
 
@@ -42,22 +41,9 @@ Sentence = tuple[str, list[str], list[str] | None, int | None]
 
 
 @dataclass(frozen=True)
-class TokenTask(Task):
+class TokenTask(FileTask):
     kind: ClassVar[str] = TOKENS
     format: str = "conll"
-    files: tuple[tuple[str, str], ...] = ()  # (split, path); a relative path is under the data directory
-    data_dir: str | os.PathLike | None = None
-
-    @property
-    def splits(self) -> tuple[str, ...]:
-        return tuple(split for split, _ in self.files)
-
-    def path(self, split: str) -> Path:
-        path = Path(dict(self.files)[split])
-        return path if path.is_absolute() else resolve_data_dir(self.data_dir) / path
-
-    def source(self, split: str) -> str:
-        return str(self.path(split)) if split in self.splits else super().source(split)
 
     def _read(self, split: str) -> list[TokenExample]:
         index = {tag: i for i, tag in enumerate(self.label_names)}
