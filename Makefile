@@ -6,7 +6,8 @@ PYTHON ?= python3
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-mpnet test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed benchmark-base clean
+.PHONY: install install-mpnet test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed \
+	benchmark-base benchmark-ner-qa clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +44,11 @@ benchmark-ild: install
 # several teachers and RL-KD: a teacher pool per task, 7 students x 3 tasks x 3 seeds, two runs at a time
 benchmark-multi: install
 	$(PY) benchmarks/multi_teacher.py
+
+# NER (CoNLL-2003) and extractive QA (SQuAD dev split by article): teachers, 4-layer students by no teacher, KD
+# and TinyBERT-style ILD, 3 seeds, two single-thread runs at a time; finished runs are skipped
+benchmark-ner-qa: install
+	$(PY) benchmarks/ner_qa.py
 
 # training throughput against TextBrewer, the engine's options, and inference of the SST-2 teacher and student
 # that `make benchmark` trained (benchmarks/RESULTS.md)

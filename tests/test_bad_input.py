@@ -427,6 +427,46 @@ def seed_negative(w):  # used to fail inside NumPy's seeding
     return w.finetune(w.task_file(), "--seed", "-1"), ["argument --seed", "expected an integer from 0 to 4294967295"]
 
 
+def _kind_task(w, kind: str, train: str, dev: str, suffix: str, **spec) -> str:
+    """A task file of another kind than sequence classification over train and dev files written here."""
+    files = {split: str(w.file(f"{split}{suffix}", text)) for split, text in (("train", train), ("dev", dev))}
+    return str(w.file("kind.yaml", yaml.safe_dump({"name": "kinds", "kind": kind, **files, **spec})))
+
+
+def tag_outside_the_task_set(w):
+    task = _kind_task(w, "token_classification", "good JJ O\nactor NN B-PER\n\nbad JJ B-LOC\n", "good JJ O\n",
+                      ".txt", tags=["O", "B-PER", "I-PER"])
+    return w.finetune(task), ["train.txt, line 4: tag 'B-LOC' is not one of O, B-PER, I-PER"]
+
+
+def sentence_longer_than_max_length(w):  # token classification reads a sentence whole: no truncation, no window
+    task = _kind_task(w, "token_classification", "actor NN B-PER\n\n" + "good JJ O\n" * 20, "good JJ O\n", ".txt",
+                      tags=["O", "B-PER"])
+    return w.finetune(task), ["train.txt, line 3: 20 words make 22 tokens", "more than max_length 16", "windows"]
+
+
+def _squad(*paragraphs) -> str:
+    return json.dumps({"data": [{"title": "T", "paragraphs": list(paragraphs)}], "version": "1.1"})
+
+
+_PARAGRAPH = {"context": "the film was good", "qas": [
+    {"question": "what was good", "id": "q", "answers": [{"answer_start": 4, "text": "film"}]}]}
+
+
+def answer_offset_not_its_text(w):
+    bad = {"context": "the film was good", "qas": [
+        {"question": "how was it", "id": "q2", "answers": [{"answer_start": 2, "text": "good"}]}]}
+    return w.finetune(_kind_task(w, "extractive_qa", _squad(_PARAGRAPH, bad), _squad(_PARAGRAPH), ".json")), \
+        ["train.json, data[0].paragraphs[1].qas[0].answers[0]: answer_start 2 points at 'e fi' in the context, not "
+         "at the answer 'good'"]
+
+
+def empty_context(w):
+    dev = _squad(_PARAGRAPH, {"context": "", "qas": []})
+    return w.finetune(_kind_task(w, "extractive_qa", _squad(_PARAGRAPH), dev, ".json")), \
+        ["dev.json, data[0].paragraphs[1]: empty context"]
+
+
 CASES = [truncated_row, wrong_delimiter, unknown_label, unknown_label_in_dev, nan_regression_target,
          empty_regression_target, empty_file, header_only, duplicate_header, non_utf8_bytes, very_long_csv_field,
          very_long_jsonl_text, jsonl_line_not_an_object, unclosed_quote, task_file_missing_data_file,
@@ -443,7 +483,8 @@ CASES = [truncated_row, wrong_delimiter, unknown_label, unknown_label_in_dev, na
          jsonl_nested_thousands_deep, mixed_numeric_and_text_labels,
          teacher_without_tokenizer_files, truncated_weights, empty_weights, unknown_model_type, cut_off_config,
          eval_split_without_labels, eval_max_length_beyond_positions, export_max_length_beyond_positions,
-         bench_seq_len_beyond_positions, learning_rate_nan, epochs_infinite, seed_negative]
+         bench_seq_len_beyond_positions, learning_rate_nan, epochs_infinite, seed_negative,
+         tag_outside_the_task_set, sentence_longer_than_max_length, answer_offset_not_its_text, empty_context]
 
 
 def _snapshot(root: Path) -> dict:

@@ -1,8 +1,8 @@
 """The Python API; the CLI is a thin layer over these functions."""
 from __future__ import annotations
 
-from alembert.data.encoded import EncodedExamples
-from alembert.evaluation.scoring import score
+from alembert.data.encoded import encode_examples
+from alembert.evaluation.scoring import score, task_length
 from alembert.evaluation.speed import speed_profile
 from alembert.models.loading import check_max_length, load_classifier
 from alembert.pipelines.finetune import finetune_recipe
@@ -25,15 +25,19 @@ def finetune(model: str, task, name: str | None = None, output_dir: str = "outpu
 
 
 def evaluate(model: str, task: str | dict, split: str = "dev", data_dir: str | None = None,
-             max_length: int = 128, limit: int | None = None, batch_size: int = 128, speed: bool = False,
+             max_length: int | None = None, limit: int | None = None, batch_size: int = 128, speed: bool = False,
              trust_remote_code: bool = False) -> dict:
-    """Score a checkpoint on a task split; with speed, also its size and latency."""
+    """Score a checkpoint on a task split; with speed, also its size and latency. `max_length` (tokens) defaults to
+    128, or the model's limit when that is smaller; for token classification, whose sentences are read whole, to
+    the model's limit."""
     task_obj = get_task(task, data_dir)
     examples = task_obj.load(split, limit)
     check_labeled(examples, task_obj, split)
-    net, tokenizer = load_classifier(model, task_obj.num_labels, trust_remote_code, require_head=True)
+    net, tokenizer = load_classifier(model, task_obj.num_labels, trust_remote_code, require_head=True,
+                                     kind=task_obj.kind)
+    max_length = task_length(task_obj, net, max_length)
     check_max_length(net, max_length, "max_length")
-    data = EncodedExamples(examples, tokenizer, max_length)
+    data = encode_examples(examples, tokenizer, max_length)
     result = {"model": str(model), "task": task_obj.name, "split": split, "examples": len(data),
               "metrics": score(net, data, task_obj, batch_size)}
     if speed:

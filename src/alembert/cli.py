@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     ft = command("finetune", "fine-tune a model on a task (makes a teacher, or a no-teacher baseline)")
     ft.add_argument("--model", required=True, help="checkpoint directory or hub id")
     ft.add_argument("--task", required=True,
-                    help="task name (sst2, mrpc, cola, rte, stsb, amazon-books, ...) or a task YAML for your files")
+                    help="task name (sst2, mrpc, cola, rte, stsb, amazon-books, conll2003, squad-dev-split, ...) or a "
+                         "task YAML for your files")
     ft.add_argument("--name", help="run name (default: finetune-<model>-<task>)")
     ft.add_argument("--output-dir", default="outputs", help="parent of the run directory")
     ft.add_argument("--epochs", type=_EPOCHS, default=3.0, help="passes over the training set (may be fractional)")
@@ -166,8 +167,8 @@ def _stress(args) -> dict | None:
 
 def _inference_parsers(command) -> None:
     """export, bench, pareto: serving a checkpoint and measuring it (heavy imports wait until they run)."""
-    ex = command("export", "export a classifier checkpoint to ONNX (optionally int8), checked against PyTorch")
-    ex.add_argument("model", help="saved sequence-classification checkpoint directory")
+    ex = command("export", "export a checkpoint to ONNX (optionally int8), checked against PyTorch")
+    ex.add_argument("model", help="saved checkpoint directory (a sequence or token classifier, or a QA model)")
     ex.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the one format today)")
     ex.add_argument("--int8", action="store_true", help="also write model.int8.onnx (dynamic int8 quantization)")
     ex.add_argument("--output", help="output directory (default: MODEL/onnx); a folder holding another model's files "
@@ -182,7 +183,8 @@ def _inference_parsers(command) -> None:
     ex.add_argument("--data-dir", help=_DATA_DIR)
 
     bn = command("bench", "latency/throughput of models on torch and ONNX Runtime backends (markdown, JSON)")
-    bn.add_argument("models", nargs="+", metavar="MODEL", help="saved sequence-classification checkpoint directories")
+    bn.add_argument("models", nargs="+", metavar="MODEL",
+                    help="saved checkpoint directories (sequence or token classifiers, QA models)")
     bn.add_argument("--seq-lens", type=_number(int, 1, 4096), nargs="+", default=[64, 128],
                     help="sequence lengths to time, in tokens (at most each model's position embeddings)")
     bn.add_argument("--batch-sizes", type=_BATCH, nargs="+", default=[1, 32], help="batch sizes to time")
@@ -300,8 +302,9 @@ def _run(args) -> int:
         _run_pool(args)
     elif args.command in ("transfer", "search"):
         _run_flow(args)
-    elif args.command == "eval":
-        args.max_length = _max_length(args.model, args.max_length, args.trust_remote_code)
+    elif args.command == "eval":  # the default length follows the task (api.evaluate): only a given one is checked
+        if args.max_length is not None:
+            _max_length(args.model, args.max_length, args.trust_remote_code)
         print(json.dumps(api.evaluate(args.model, args.task, args.split, data_dir, args.max_length, args.limit,
                                       speed=args.speed, trust_remote_code=args.trust_remote_code), indent=2))
     elif args.command == "demo":

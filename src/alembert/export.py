@@ -1,4 +1,6 @@
-"""ONNX export of a saved classifier (fp32, and int8 by dynamic quantization), checked against PyTorch.
+"""ONNX export of a saved model with a head alembert trains (a sequence or token classifier, an extractive QA model;
+fp32, and int8 by dynamic quantization), checked against PyTorch (onnx_check.py). The ONNX outputs are named as
+the head's: `logits`, or `start_logits` and `end_logits`.
 
 The exported folder is self-contained: model.onnx (and model.int8.onnx), the config and the tokenizer, so it
 serves with onnxruntime and a tokenizer alone, and export.json records what was written from which model. Export
@@ -19,10 +21,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from alembert.errors import AlembertError
+from alembert.models.heads import DESCRIPTIONS, OUTPUT_NAMES, SUFFIXES, kind_of_architectures, kind_of_model
+from alembert.onnx_check import check_inputs, compare, make_session, onnx_logits  # noqa: F401 (also served here)
 
 DEFAULT_OPSET = 18
 FP32_TOLERANCE = 1e-4  # max abs logit difference allowed between ONNX fp32 and PyTorch
@@ -36,27 +39,23 @@ _SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "specia
                "spiece.model", "tokenizer.model", "source.spm", "bpe.codes")  # every vocabulary loading.py accepts
 # files that make a folder some model's: weights of any format besides the files an export writes
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ckpt")
-_CHECK_TEXTS = (  # real-looking sentences of very different lengths, so the check batch is padded
-    ("a gripping , beautifully acted film .", None),
-    ("it is not the worst movie of the year , but the plot falls apart long before the last act , and the "
-     "actors seem to know it .", None),
-    ("bad .", None),
-    ("the movie was good", "the film was not bad at all"),
-    ("very fine", "awful and very poor , the plot is thin and the dialogue is worse than the acting"),
-)
 
 
-class LogitsOnly(torch.nn.Module):
-    """The classifier with a fixed input signature and a plain logits tensor out, as the exporter needs."""
+class HeadOutputs(torch.nn.Module):
+    """The model with a fixed input signature and plain tensors out (its head's outputs, by name), as the exporter
+    needs."""
 
     def __init__(self, model, with_token_types: bool):
         super().__init__()
         self.model = model
         self.with_token_types = with_token_types
+        self.names = OUTPUT_NAMES[kind_of_model(model)]
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         extra = {"token_type_ids": token_type_ids} if self.with_token_types else {}
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        return tuple(getattr(output, name) for name in self.names) if len(self.names) > 1 else \
+            getattr(output, self.names[0])
 
 
 def input_names(model) -> list[str]:
@@ -66,9 +65,10 @@ def input_names(model) -> list[str]:
 
 
 def check_checkpoint_dir(model_dir: str | os.PathLike) -> Path:
-    """The directory, once its config.json names a *ForSequenceClassification architecture; else one line."""
+    """The directory, once its config.json names the architecture of a head alembert trains; else one line."""
     path = Path(model_dir)
-    expected = "expected a saved sequence-classification checkpoint directory"
+    expected = "expected a saved sequence-classification, token-classification or question-answering checkpoint " \
+               "directory"
     if not path.is_dir():
         raise AlembertError(f"model {path}: no such directory ({expected})")
     config_file = path / "config.json"
@@ -78,38 +78,33 @@ def check_checkpoint_dir(model_dir: str | os.PathLike) -> Path:
         architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
     except (ValueError, UnicodeDecodeError, AttributeError) as err:
         raise AlembertError(f"model {config_file}: not valid JSON ({err})") from err
-    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+    if kind_of_architectures(architectures) is None:
         raise AlembertError(f"model {path}: config.json architectures {architectures} has no "
-                            f"*ForSequenceClassification ({expected})")
+                            f"{' or '.join('*' + s for s in SUFFIXES.values())} ({expected})")
     return path
 
 
-def load_checkpoint(model_dir: str | os.PathLike, num_labels: int | None = None):
-    """(model, tokenizer) from a saved sequence-classification checkpoint directory, or a one-line error."""
+def checkpoint_kind(model_dir: str | os.PathLike) -> str:
+    """The kind of task (tasks/kinds.py) a checked checkpoint directory's head serves."""
+    config = json.loads((check_checkpoint_dir(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return kind_of_architectures(config.get("architectures"))
+
+
+def load_checkpoint(model_dir: str | os.PathLike, num_labels: int | None = None, task=None):
+    """(model, tokenizer) from a saved checkpoint directory with a head alembert trains, or a one-line error; with
+    `task`, the head must be of the task's kind."""
     from alembert.models.loading import load_classifier
 
-    model, tokenizer = load_classifier(check_checkpoint_dir(model_dir), num_labels)
+    kind = checkpoint_kind(model_dir)
+    if task is not None and task.kind != kind:
+        raise AlembertError(f"model {model_dir}: a {DESCRIPTIONS[kind]} model, but task {task.name} is {task.kind} "
+                            f"(expected a model with a {DESCRIPTIONS[task.kind]} head)")
+    model, tokenizer = load_classifier(Path(model_dir), num_labels, kind=kind)
     return model.eval(), tokenizer
 
 
-def check_inputs(tokenizer, names: list[str], vocab_size: int, max_length: int) -> list[dict[str, torch.Tensor]]:
-    """Padded batches of mixed lengths: tokenized sentences, and random ids with random padding."""
-    first = [a for a, _ in _CHECK_TEXTS]
-    pairs = [(a, b or a) for a, b in _CHECK_TEXTS]
-    batches = [tokenizer(first, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
-                         return_token_type_ids=True),
-               tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, truncation=True,
-                         max_length=max_length, return_tensors="pt", return_token_type_ids=True)]
-    generator = torch.Generator().manual_seed(0)
-    lengths = torch.tensor([max_length, 3, max_length // 2, 9])
-    ids = torch.randint(5, vocab_size, (len(lengths), max_length), generator=generator)
-    mask = (torch.arange(max_length)[None, :] < lengths[:, None]).long()
-    batches.append({"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)})
-    return [{k: torch.as_tensor(b[k]).long() for k in names} for b in batches]
-
-
 def export_fp32(model, names: list[str], path: Path, opset: int, attention: str = "eager") -> None:
-    wrapper = LogitsOnly(model, "token_type_ids" in names).eval()
+    wrapper = HeadOutputs(model, "token_type_ids" in names).eval()
     # batch 2 and length 16, not 1: the exporter specialises axes whose example size is 0 or 1
     example = tuple(torch.full((2, 16), 5, dtype=torch.long) if n == "input_ids" else
                     torch.ones(2, 16, dtype=torch.long) if n == "attention_mask" else
@@ -128,7 +123,7 @@ def export_fp32(model, names: list[str], path: Path, opset: int, attention: str 
             warnings.simplefilter("ignore")
             # The dynamo exporter (onnxscript) handles HF BERT on this torch; weights stay inside the file
             # (external_data=False) so model.onnx is one self-contained file (limit 2 GB).
-            torch.onnx.export(wrapper, example, str(path), input_names=names, output_names=["logits"],
+            torch.onnx.export(wrapper, example, str(path), input_names=names, output_names=list(wrapper.names),
                               dynamic_shapes=dynamic, opset_version=opset, dynamo=True, external_data=False,
                               verbose=False)
     except Exception as err:  # the exporter raises many types; the user needs the model and the reason
@@ -163,40 +158,6 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8)
     cleaned.unlink()
     prepared.unlink()
-
-
-def make_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None):
-    """An ONNX Runtime session; `threads` sets the intra-op pool (like torch.set_num_threads)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
-
-
-def onnx_logits(session, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-    feed = {i.name: inputs[i.name].cpu().numpy().astype(np.int64) for i in session.get_inputs()}
-    return session.run(["logits"], feed)[0]
-
-
-@torch.no_grad()
-def compare(model, sessions: dict[str, object], batches: list[dict[str, torch.Tensor]]) -> dict[str, dict]:
-    """Max abs logit difference and argmax agreement of each session against PyTorch over the batches."""
-    out = {name: {"max_abs_diff": 0.0, "agree": 0, "examples": 0} for name in sessions}
-    for batch in batches:
-        reference = model(**batch).logits.float().numpy()
-        for name, session in sessions.items():
-            got = onnx_logits(session, batch)
-            if got.shape != reference.shape:
-                raise AlembertError(f"ONNX {name}: logits of shape {got.shape}, PyTorch gives {reference.shape}")
-            out[name]["max_abs_diff"] = max(out[name]["max_abs_diff"], float(np.abs(got - reference).max()))
-            out[name]["agree"] += int((got.argmax(-1) == reference.argmax(-1)).sum())
-            out[name]["examples"] += len(reference)
-    return {name: {"max_abs_diff": r["max_abs_diff"], "argmax_agreement": r["agree"] / r["examples"]}
-            for name, r in out.items()}
 
 
 def writable_dir(path: Path, expected: str = "a writable directory") -> None:
@@ -272,7 +233,8 @@ def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | No
     """Export MODEL to ONNX (default folder <model_dir>/onnx), check it against PyTorch, and return a summary:
     paths, file sizes in bytes, the fp32 max abs logit difference, the int8 difference and argmax agreement,
     with `task` each backend's dev metrics, and the existing files it replaced. `max_length` (default 128, or the
-    model's limit when that is smaller) is the longest check and task input; beyond the model's limit it is refused.
+    model's limit when that is smaller) is the longest check and task input (a token-classification task's
+    sentences, read whole, default to the model's limit); beyond the model's limit it is refused.
     A folder holding another model's files is refused unless `overwrite` (see check_output_dir)."""
     from alembert.models.loading import check_max_length, position_limit
 
@@ -284,7 +246,8 @@ def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | No
         from alembert.tasks import get_task
 
         task_obj = get_task(task, data_dir)
-    model, tokenizer = load_checkpoint(model_dir, task_obj.num_labels if task_obj else None)
+    model, tokenizer = load_checkpoint(model_dir, task_obj.num_labels if task_obj else None, task_obj)
+    given = max_length
     if max_length is None:
         max_length = min(DEFAULT_MAX_LENGTH, position_limit(model) or DEFAULT_MAX_LENGTH)
     else:
@@ -297,7 +260,7 @@ def export_onnx(model_dir: str | os.PathLike, output_dir: str | os.PathLike | No
         with tempfile.TemporaryDirectory(prefix=".alembert-export-", dir=output) as tmp:
             work = Path(tmp)
             checks, task_result = _export_checked(model, tokenizer, model_dir, work, int8, opset, max_length,
-                                                  task_obj, limit)
+                                                  task_obj, limit, given)
             result = _summary(model, model_dir, output, work, opset, int8, checks, task_result, replaced)
             _place(model_dir, output, work, int8, result)
     except BaseException:
@@ -339,7 +302,7 @@ def _place(model_dir: Path, output: Path, work: Path, int8: bool, result: dict) 
         (output / name).unlink(missing_ok=True)
 
 
-def _export_checked(model, tokenizer, model_dir, work, int8, opset, max_length, task, limit):
+def _export_checked(model, tokenizer, model_dir, work, int8, opset, max_length, task, limit, given=None):
     """Export (and quantize) into `work` and check the result against PyTorch."""
     names = input_names(model)
     export_fp32(model, names, work / MODEL_FILE, opset)
@@ -352,17 +315,17 @@ def _export_checked(model, tokenizer, model_dir, work, int8, opset, max_length, 
     if checks["fp32"]["max_abs_diff"] > FP32_TOLERANCE:
         raise AlembertError(f"model {model_dir}: ONNX fp32 logits differ from PyTorch by "
                             f"{checks['fp32']['max_abs_diff']:.2e} (expected <= {FP32_TOLERANCE:g})")
-    task_result = _task_check(model, tokenizer, sessions, task, limit, max_length) if task else None
+    task_result = _task_check(model, tokenizer, sessions, task, limit, given) if task else None
     del sessions  # release the files before moving them
     return checks, task_result
 
 
-def _task_check(model, tokenizer, sessions, task, limit, max_length) -> dict:
+def _task_check(model, tokenizer, sessions, task, limit, max_length: int | None) -> dict:
     """Dev metrics of PyTorch and each ONNX model; fp32 must match PyTorch within METRIC_TOLERANCE points."""
-    from alembert.data.encoded import EncodedExamples
-    from alembert.evaluation.scoring import score, score_with
+    from alembert.data.encoded import encode_examples
+    from alembert.evaluation.scoring import score, score_with, task_length
 
-    data = EncodedExamples(task.load("dev", limit), tokenizer, max_length)
+    data = encode_examples(task.load("dev", limit), tokenizer, task_length(task, model, max_length))
     metrics = {"torch-fp32": score(model, data, task, 64)}
     for name, session in sessions.items():
         metrics[f"onnx-{name}"] = score_with(lambda batch, s=session: onnx_logits(s, batch), data, task, 64)

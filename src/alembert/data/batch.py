@@ -7,6 +7,7 @@ import torch
 
 TOKEN_FIELDS = ("input_ids", "attention_mask", "token_type_ids")
 STUDENT = "student"
+IGNORE = -100  # a token's label where nothing is scored: special tokens, a word's later sub-tokens, padding
 
 
 def teacher_key(k: int) -> str:
@@ -17,7 +18,11 @@ def teacher_key(k: int) -> str:
 class Batch:
     """B examples: token views per model ('student'; 'teacher{k}' where teacher k has its own tokenizer), labels
     with a per-example label mask (unlabeled rows hold 0), a domain id, and where each example came from: the
-    index of its source among `source_names` and its stable id (position) within that source."""
+    index of its source among `source_names` and its stable id (position) within that source.
+
+    Labels by the task's kind: (B,) class ids or targets; (B, T) tag ids aligned to the student's tokens, IGNORE
+    where no word starts (token classification); (B, 2) the answer's start and end token, (0, 0) when the answer
+    is not in the window (extractive QA: an example is a window)."""
 
     views: dict[str, dict[str, torch.Tensor]]
     labels: torch.Tensor
@@ -62,7 +67,14 @@ class Batch:
             views[name] = {k: v[rows, :length] for k, v in view.items()}
         picked = {f.name: getattr(self, f.name)[rows] for f in fields(self)
                   if isinstance(getattr(self, f.name), torch.Tensor)}
+        if self.token_labels:  # tag ids follow the student's tokens: trimmed with them
+            picked["labels"] = picked["labels"][:, :views[STUDENT]["input_ids"].shape[1]]
         return replace(self, views=views, **picked)
+
+    @property
+    def token_labels(self) -> bool:
+        """Whether the labels are per token of the student's view (token classification)."""
+        return self.labels.dim() == 2 and self.labels.shape[1] == self.views[STUDENT]["input_ids"].shape[1]
 
     def describe(self) -> str:
         """Which examples these are, for messages: source:id pairs."""
@@ -74,7 +86,7 @@ def pad(encodings: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad token lists to the longest of the batch."""
     length = max(len(e["input_ids"]) for e in encodings)
     out = {}
-    for key in encodings[0]:
+    for key in (k for k in TOKEN_FIELDS if k in encodings[0]):
         fill = pad_id if key == "input_ids" else 0
         out[key] = torch.tensor([e[key] + [fill] * (length - len(e[key])) for e in encodings])
     return out

@@ -1,15 +1,21 @@
 """Examples encoded by the student's tokenizer (and by each teacher's whose vocabulary differs), and the
-concatenation of a stage's sources that its sampler draws indices from."""
+concatenation of a stage's sources that its sampler draws indices from.
+
+`encode_examples` encodes a task's examples as their kind needs: a text (pair) per item here; a sentence of words
+with its tags aligned to the first sub-token of each word (data/tokens.py); a question's context in overlapping
+windows, an item per window (data/spans.py)."""
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from alembert.data.batch import STUDENT, TOKEN_FIELDS, Batch, pad, teacher_key
+from alembert.data.batch import IGNORE, STUDENT, TOKEN_FIELDS, Batch, pad, teacher_key
 from alembert.errors import AlembertError
 from alembert.tasks import Example
+from alembert.tasks.kinds import SEQUENCE, SPANS, TOKENS, kind_of
 
 
 def encode(tokenizer, examples: list[Example], max_length: int) -> list[dict]:
@@ -25,9 +31,11 @@ class Tokenizers:
     def __init__(self, student, teachers=(), max_length: int = 128):
         self.student, self.teachers, self.max_length = student, list(teachers), max_length
 
-    def encode(self, examples: list[Example]) -> tuple[list[dict], list[list[dict] | None]]:
-        own = [encode(t, examples, self.max_length) if t is not None else None for t in self.teachers]
-        return encode(self.student, examples, self.max_length), own
+    def encode(self, examples: list, how=encode) -> tuple[list[dict], list[list[dict] | None]]:
+        """The examples encoded by the student's tokenizer and each teacher's own, by `how(tokenizer, examples,
+        max_length)`."""
+        own = [how(t, examples, self.max_length) if t is not None else None for t in self.teachers]
+        return how(self.student, examples, self.max_length), own
 
     def pad_ids(self) -> dict[str, int]:
         ids = {STUDENT: self.student.pad_token_id or 0}
@@ -39,6 +47,9 @@ class EncodedExamples(Dataset):
     """Examples held in memory with their encodings. `domains`: the task's domain names, whose positions are the
     examples' domain ids (one domain: all 0). A batch carries teacher k's own tokens under the view teacher{k}."""
 
+    kind = SEQUENCE
+    encode_with = staticmethod(encode)  # how(tokenizer, examples, max_length) -> an encoding per example
+
     def __init__(self, examples: list[Example], tokenizer, max_length: int, teacher_tokenizers=(),
                  domains: tuple[str, ...] = ()):
         if not examples:
@@ -46,11 +57,20 @@ class EncodedExamples(Dataset):
         self.tokenizers = tokenizer if isinstance(tokenizer, Tokenizers) else \
             Tokenizers(tokenizer, teacher_tokenizers, max_length)
         self.examples, self.domains = list(examples), tuple(domains)
-        self.student, self.teachers = self.tokenizers.encode(self.examples)
+        self.student, self.teachers = self.tokenizers.encode(self.examples, self.encode_with)
 
     @property
     def labels(self) -> list:
         return [ex.label for ex in self.examples]
+
+    @property
+    def gold(self):
+        """What the task's metrics compare predictions with (tasks: `compute_metrics`)."""
+        return np.asarray(self.labels)
+
+    def decode(self, predictions):
+        """The model's outputs on every item, in order (evaluation/scoring.py), as the task's metrics read them."""
+        return predictions
 
     def __len__(self):
         return len(self.examples)
@@ -99,17 +119,38 @@ class EncodedExamples(Dataset):
 
 
 def collate(items: list[dict], pad_ids: dict[str, int], source_names: tuple[str, ...] = ()) -> Batch:
+    """A batch of items. Their labels: a class id or target each; a tag id per token of the student's view (a list:
+    token classification, padded with IGNORE); or the answer's (start, end) tokens (a tuple: extractive QA)."""
     views = {name: pad([it[name] for it in items], pad_id) for name, pad_id in pad_ids.items()}
     labels = [it["label"] for it in items]
-    regression = any(isinstance(y, float) for y in labels)
     return Batch(
         views=views,
-        labels=torch.tensor([0 if y is None else y for y in labels], dtype=torch.float32 if regression else torch.long),
+        labels=_label_tensor(labels, views[STUDENT]["input_ids"].shape[1]),
         label_mask=torch.tensor([y is not None for y in labels]),
         domain=torch.tensor([it["domain"] for it in items], dtype=torch.long),
         source=torch.tensor([it.get("source", 0) for it in items], dtype=torch.long),
         example_id=torch.tensor([it["id"] for it in items], dtype=torch.long),
         source_names=source_names)
+
+
+def _label_tensor(labels: list, length: int) -> torch.Tensor:
+    first = next((y for y in labels if y is not None), None)
+    if isinstance(first, list):  # per token
+        return torch.tensor([(y or []) + [IGNORE] * (length - len(y or [])) for y in labels], dtype=torch.long)
+    if isinstance(first, tuple):  # an answer span per window
+        return torch.tensor([y or (0, 0) for y in labels], dtype=torch.long)
+    regression = any(isinstance(y, float) for y in labels)
+    return torch.tensor([0 if y is None else y for y in labels], dtype=torch.float32 if regression else torch.long)
+
+
+def encode_examples(examples: list, tokenizer, max_length: int, teacher_tokenizers=(), domains=()) -> EncodedExamples:
+    """The examples encoded as their kind needs (tasks/kinds.py): `tokenizer` is the student's tokenizer, or a
+    Tokenizers holding the teachers' own too."""
+    from alembert.data.spans import EncodedSpans
+    from alembert.data.tokens import EncodedTokens
+
+    kind = {SEQUENCE: EncodedExamples, TOKENS: EncodedTokens, SPANS: EncodedSpans}[kind_of(examples)]
+    return kind(examples, tokenizer, max_length, teacher_tokenizers, domains)
 
 
 class StageData(Dataset):

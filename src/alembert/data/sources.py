@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from alembert.data.encoded import EncodedExamples, Tokenizers
+from alembert.data.encoded import EncodedExamples, Tokenizers, encode_examples
 from alembert.data.text import TextCorpus
 from alembert.errors import AlembertError
 from alembert.recipe.data_specs import GeneratedSourceSpec, TaskSourceSpec, TextSourceSpec
@@ -38,13 +38,13 @@ class TaskSource:
     @staticmethod
     def load(spec: TaskSourceSpec, context: SourceContext, where: str) -> EncodedExamples:
         task = get_task(spec.task, context.data_dir)
-        if spec.labels and (task.label_names != context.task.label_names):
+        if spec.labels and (task.label_names != context.task.label_names or task.kind != context.task.kind):
             raise AlembertError(f"{where}: labels: true needs the run's labels ({_labels(context.task)}), but "
                                 f"{task.name} has {_labels(task)}")
         examples = task.load(spec.split, spec.limit, context.seed)
         if not spec.labels:
             examples = [replace(e, label=None) for e in examples]
-        return EncodedExamples(examples, context.tokenizers, 0)
+        return encode_examples(examples, context.tokenizers, 0)
 
 
 def _labels(task: Task) -> str:

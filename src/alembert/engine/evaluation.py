@@ -9,7 +9,7 @@ import copy
 
 import numpy as np
 
-from alembert.evaluation.scoring import predict
+from alembert.evaluation.scoring import metrics_of, predict
 
 
 class Evaluator:
@@ -38,10 +38,9 @@ class Evaluator:
         domain's too, as '<domain>/<metric>'."""
         data = data if data is not None else self.data(name)
         logits = predict(model, data, self.batch_size)
-        labels = np.asarray(data.labels)
-        metrics = self.task.compute_metrics(logits, labels)
-        if name == "dev" and data is self.dev and len(self.domains) > 1:
-            ids = np.asarray(data.domain_ids)
+        metrics = metrics_of(self.task, data, logits)
+        if name == "dev" and data is self.dev and len(self.domains) > 1:  # sequence classification only
+            labels, ids = data.gold, np.asarray(data.domain_ids)
             for d, domain in enumerate(self.domains):
                 rows = ids == d
                 metrics.update({f"{domain}/{k}": v for k, v in

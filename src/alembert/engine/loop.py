@@ -94,8 +94,8 @@ class Trainer(Resumable):
         set_seed(self.recipe.seed)
         self._fit_start = time.perf_counter()
         teacher_layout = find_layout(self.teachers[0]) if self.teachers else None
-        objectives = [Objective(stage, find_layout(self.student), teacher_layout, self.task.is_regression)
-                      for stage in self.recipe.stages]
+        objectives = [Objective(stage, find_layout(self.student), teacher_layout, self.task.is_regression,
+                                self.task.kind) for stage in self.recipe.stages]
         for plugin in self.plugins:
             plugin.setup(self.ctx)
         self._prepare_caches(objectives)

@@ -10,6 +10,7 @@ from alembert.engine.terms import LayerTerm, TermContext
 from alembert.models.features import FeatureRequest, Features, check_request
 from alembert.models.layout import Layout
 from alembert.registry import LOSSES
+from alembert.tasks.kinds import SEQUENCE
 
 
 def reduce(values: torch.Tensor, rows: torch.Tensor | None, example: torch.Tensor | None,
@@ -30,11 +31,11 @@ def reduce(values: torch.Tensor, rows: torch.Tensor | None, example: torch.Tenso
 class Objective(nn.Module):
     """Owns a stage's terms (and their trainable projections)."""
 
-    def __init__(self, stage, student: Layout, teacher: Layout | None, regression: bool):
+    def __init__(self, stage, student: Layout, teacher: Layout | None, regression: bool, kind: str = SEQUENCE):
         super().__init__()
         self.terms = nn.ModuleList()
         for i, spec in enumerate(stage.losses):
-            context = TermContext(f"stages.{stage.name}.losses.{i}", student, teacher, regression)
+            context = TermContext(f"stages.{stage.name}.losses.{i}", student, teacher, regression, kind)
             term = LOSSES.get(spec.type, context.field).build(spec, context)
             # a feature the model's family cannot give is refused now, before any stage trains
             check_request(student, term.student_request, f"{context.field} ({spec.type}, student)")

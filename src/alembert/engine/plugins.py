@@ -87,6 +87,7 @@ class Context:
     @torch.no_grad()
     def student_logits(self, batch: Batch) -> torch.Tensor:
         """The student's logits on `batch` in evaluation mode (no dropout), in the stage's precision."""
+        from alembert.models.heads import head_logits
         from alembert.models.layout import takes_token_types
 
         was_training = self.student.training
@@ -95,7 +96,7 @@ class Context:
         if not takes_token_types(self.student):
             inputs.pop("token_type_ids", None)
         with self.autocast():
-            logits = self.student(**inputs).logits.float()
+            logits = head_logits(self.student(**inputs)).float()
         self.student.train(was_training)
         return logits
 

@@ -2,7 +2,9 @@
 from memory-mapped files on every later pass instead of running the teacher.
 
 Only real tokens are stored (padding depends on the batch; the losses ignore it), and only the features the
-losses ask for: logits in fp32; hidden states, Q/K/V and pre-softmax attention scores in fp16. fp16 rounds each
+losses ask for: logits in fp32 (one row per example, or, for a head that predicts per token, a token classifier's
+or an extractive QA head's, one row per real token, as hidden states are kept); hidden states, Q/K/V and
+pre-softmax attention scores in fp16. fp16 rounds each
 value to within a relative 2**-11 (about 4.9e-4) of the live value, and to within 2**-25 absolutely below its
 normal range; a teacher whose outputs leave fp16's range (|x| > 65504) or are not finite is not cached.
 
@@ -29,6 +31,7 @@ import torch
 
 from alembert.files import fsync_path, sha256_file
 from alembert.models.features import MASK_VALUE, FeatureRequest, Features, FeatureTap, split_heads
+from alembert.models.heads import kind_of_model, output_width, per_token
 from alembert.models.layout import find_layout
 
 log = logging.getLogger(__name__)
@@ -75,12 +78,12 @@ def request_of(meta: dict) -> FeatureRequest:
 
 
 def _layout(request: FeatureRequest, lengths: np.ndarray, num_labels: int, width: int, heads: int,
-            qkv_width: int, cls_only: bool = False) -> dict:
+            qkv_width: int, cls_only: bool = False, token_logits: bool = False) -> dict:
     """Every stored array: name -> (shape, dtype). Token arrays are the examples' real tokens back to back (with
-    `cls_only`, hidden states only at position 0: one row per example); score arrays each example's (heads, L, L)
-    block, flattened."""
+    `cls_only`, hidden states only at position 0: one row per example; with `token_logits`, the logits too); score
+    arrays each example's (heads, L, L) block, flattened."""
     tokens, store = int(lengths.sum()), np.dtype(STORE_DTYPE).name
-    arrays = {"logits": ((len(lengths), num_labels), "float32")}
+    arrays = {"logits": ((tokens if token_logits else len(lengths), num_labels), "float32")}
     for i in sorted(request.hidden):
         arrays[f"hidden_{i}"] = ((len(lengths) if cls_only else tokens, width), store)
     for layer in sorted(request.qkv):
@@ -108,6 +111,7 @@ class TeacherCache:
         self.path, self.meta = path, meta
         self.request = request_of(meta)
         self.cls_only = meta.get("cls_only", False)
+        self.token_logits = meta.get("token_logits", False)
         self.lengths = np.load(path / "lengths.npy")
         self.heads = meta["heads"]
         self.token_offsets, self.pair_offsets = _offsets(self.lengths, self.heads)
@@ -123,7 +127,9 @@ class TeacherCache:
         if not np.array_equal(lengths, mask.sum(dim=1).numpy()):
             raise RuntimeError(f"teacher cache {self.path}: a batch's lengths differ from the cached ones")
         size, length = mask.shape
-        features = Features(logits=torch.from_numpy(np.asarray(self.arrays["logits"][index])), attention_mask=mask)
+        logits = self._tokens("logits", index, length) if self.token_logits else \
+            torch.from_numpy(np.asarray(self.arrays["logits"][index]))
+        features = Features(logits=logits, attention_mask=mask)
         for i in request.hidden:
             features.hidden[i] = torch.from_numpy(np.asarray(self.arrays[f"hidden_{i}"][index], dtype=np.float32))[
                 :, None] if self.cls_only else self._tokens(f"hidden_{i}", index, length)
@@ -173,10 +179,10 @@ def build_cache(path: Path, key: str, teacher, data, request: FeatureRequest,
     """Run the teacher once over `data`, one shard's EncodedExamples (longest first, little padding), and write its
     features to `path`, replacing what is there."""
     lengths = np.asarray([len(e["input_ids"]) for e in data.teacher_encodings(teacher_index)], dtype=np.int64)
-    config = teacher.config
-    layout = find_layout(teacher)
-    heads, width = layout.num_heads, layout.hidden_size
-    arrays = _layout(request, lengths, config.num_labels, width, heads, heads * layout.head_size, cls_only)
+    kind, layout = kind_of_model(teacher), find_layout(teacher)
+    heads, width, token_logits = layout.num_heads, layout.hidden_size, per_token(kind)
+    arrays = _layout(request, lengths, output_width(kind, teacher.config.num_labels), width, heads,
+                     heads * layout.head_size, cls_only, token_logits)
     need = sum(_nbytes(shape, dtype) for shape, dtype in arrays.values())
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free
@@ -199,7 +205,7 @@ def build_cache(path: Path, key: str, teacher, data, request: FeatureRequest,
                 if cls_only:  # the [CLS] vectors: one row per example
                     feats.hidden = {i: h[:, :1] for i, h in feats.hidden.items()}
                 _write(stores, feats, batch.example_id.cpu().numpy(), lengths, token_offsets, pair_offsets, heads,
-                       cls_only)
+                       cls_only, token_logits)
         for store in stores.values():
             store.flush()
         del stores
@@ -210,7 +216,7 @@ def build_cache(path: Path, key: str, teacher, data, request: FeatureRequest,
         meta = {"format": FORMAT, "key": key, "examples": len(lengths), "heads": heads, "arrays": entries,
                 "lengths": {"bytes": lengths_file.stat().st_size, "sha256": sha256_file(lengths_file)},
                 "request": {k: sorted(getattr(request, k)) for k in ("hidden", "attention", "qkv")},
-                "cls_only": cls_only}
+                "cls_only": cls_only, "token_logits": token_logits}
         (work / "meta.json").write_text(json.dumps(meta, indent=1))
         for file in work.iterdir():  # on disk before the rename makes the cache visible
             fsync_path(file)
@@ -234,7 +240,8 @@ def covers(stored: FeatureRequest, needed: FeatureRequest) -> bool:
     return needed.hidden <= stored.hidden and needed.attention <= stored.attention and needed.qkv <= stored.qkv
 
 
-def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets, heads, cls_only=False) -> None:
+def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets, heads, cls_only=False,
+           token_logits=False) -> None:
     def fp16(x: torch.Tensor, what: str) -> np.ndarray:
         x = x.float()
         if not torch.isfinite(x).all():
@@ -243,8 +250,12 @@ def _write(stores, feats: Features, index, lengths, token_offsets, pair_offsets,
             raise CacheUnusable(f"the teacher's {what} exceed fp16's range")
         return x.cpu().numpy().astype(STORE_DTYPE)
 
-    stores["logits"][index] = feats.logits.float().cpu().numpy()
+    logits = feats.logits.float().cpu().numpy()
+    if not token_logits:
+        stores["logits"][index] = logits
     tokens = {f"hidden_{i}": fp16(h, f"hidden states {i}") for i, h in feats.hidden.items()}
+    if token_logits:  # kept in fp32, one row per real token
+        tokens["logits"] = logits
     for layer, qkv in feats.qkv.items():
         for part, x in zip("qkv", qkv):  # back to (B, T, width) for storage
             tokens[f"{part}_{layer}"] = fp16(x.transpose(1, 2).flatten(2), f"{part} of layer {layer}")

@@ -16,12 +16,15 @@ from torch import nn
 
 from alembert.errors import AlembertError
 from alembert.losses import AttentionProbKL, AttentionScoreMSE, HiddenMSE, PKDLoss, PredictionLoss, RelationKL
+from alembert.data.batch import IGNORE
+from alembert.losses.positions import per_position_mean, span_distill, span_hard, span_logits
 from alembert.mapping import attention_map, layer_map
 from alembert.models.features import MASK_VALUE, FeatureRequest, Features, split_heads
 from alembert.models.layout import Layout
 from alembert.recipe.specs import (AttentionLossSpec, HiddenLossSpec, PKDLossSpec, PredictionLossSpec,
                                    RelationLossSpec)
 from alembert.registry import LOSSES
+from alembert.tasks.kinds import SEQUENCE, SPANS, TOKENS
 
 QKV_INDEX = {"qq": 0, "kk": 1, "vv": 2}
 
@@ -32,6 +35,7 @@ class TermContext:
     student: Layout
     teacher: Layout | None
     regression: bool
+    kind: str = SEQUENCE  # the task's kind (tasks/kinds.py): what the logits are of
 
 
 @dataclass
@@ -86,12 +90,51 @@ class PredictionTerm(Term):
         if loss.alpha < 1:
             out.append(Component(loss.hard_name, loss.hard.per_example(logits, labels), 1 - loss.alpha, label_mask))
         if loss.alpha > 0:
-            values = torch.stack([loss.distill_per_example(logits, t.logits.float()) for t in teachers], dim=1)
-            if teacher_weights is None:
-                values = values.mean(dim=1) if len(teachers) > 1 else values[:, 0]
-            else:
-                values = (values * teacher_weights.to(values.dtype)).sum(dim=1)
-            out.append(Component(loss.distill_name, values, loss.alpha))
+            values = [loss.distill_per_example(logits, t.logits.float()) for t in teachers]
+            out.append(Component(loss.distill_name, over_teachers(values, teacher_weights), loss.alpha))
+        return out
+
+
+def over_teachers(values: list[torch.Tensor], teacher_weights: torch.Tensor | None) -> torch.Tensor:
+    """(B,): each example's distillation values against each teacher, summed by its teacher weights (mean when
+    there are none)."""
+    values = torch.stack(values, dim=1)
+    if teacher_weights is None:
+        return values.mean(dim=1) if values.shape[1] > 1 else values[:, 0]
+    return (values * teacher_weights.to(values.dtype)).sum(dim=1)
+
+
+class TokenPredictionTerm(PredictionTerm):
+    """The prediction loss of a token classifier: per scored token (a word's first sub-token), averaged over the
+    example's scored tokens (losses/positions.py); examples without one do not count."""
+
+    def components(self, student, teachers, labels, label_mask, teacher_weights):
+        loss, logits, out = self.loss, student.logits.float(), []
+        positions = labels != IGNORE
+        scored = positions.any(dim=1)
+        if loss.alpha < 1:
+            hard = per_position_mean(loss.hard.per_example, logits, labels, positions)
+            out.append(Component(loss.hard_name, hard, 1 - loss.alpha, label_mask & scored))
+        if loss.alpha > 0:
+            values = [per_position_mean(loss.distill_per_example, logits, t.logits.float(), positions)
+                      for t in teachers]
+            out.append(Component(loss.distill_name, over_teachers(values, teacher_weights), loss.alpha, scored))
+        return out
+
+
+class SpanPredictionTerm(PredictionTerm):
+    """The prediction loss of an extractive QA head: over each window's start and end distributions
+    (losses/positions.py)."""
+
+    def components(self, student, teachers, labels, label_mask, teacher_weights):
+        loss, mask, out = self.loss, student.attention_mask, []
+        logits = span_logits(student.logits.float(), mask)
+        if loss.alpha < 1:
+            out.append(Component(loss.hard_name, span_hard(loss.hard.per_example, logits, labels), 1 - loss.alpha,
+                                 label_mask))
+        if loss.alpha > 0:
+            values = [span_distill(loss, logits, span_logits(t.logits.float(), mask), mask) for t in teachers]
+            out.append(Component(loss.distill_name, over_teachers(values, teacher_weights), loss.alpha))
         return out
 
 
@@ -183,7 +226,9 @@ def layer_loss(spec_class, kind: str, make_loss: Callable, attention_pairs: bool
 
 
 def _prediction(spec, context):
-    return PredictionTerm(spec, context)
+    """One loss type for every kind of task: what a prediction is follows from the task's kind."""
+    return {SEQUENCE: PredictionTerm, TOKENS: TokenPredictionTerm, SPANS: SpanPredictionTerm}[context.kind](spec,
+                                                                                                        context)
 
 
 def _hidden(spec, context):

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 
 from alembert.errors import AlembertError
+from alembert.evaluation.scoring import task_length
 from alembert.evaluation.speed import count_parameters
+from alembert.models.heads import head_logits
+from alembert.tasks.kinds import TOKENS
 
 BACKENDS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
 # Defaults sized for a 2-layer MiniLM student on 2 CPU cores; a batch of 32 costs ~30 batches of 1.
@@ -49,14 +52,14 @@ def torch_backend(model, names: list[str], bf16: bool, file_bytes: int) -> Backe
     def run(prepared):
         # bf16 by autocast: fp32 weights, matmuls in bf16 (what the `precision: bf16` training recipe uses)
         with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-            return model(**prepared).logits.float().cpu().numpy()
+            return head_logits(model(**prepared)).float().cpu().numpy()
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     return Backend("torch-bf16" if bf16 else "torch-fp32", device.type, file_bytes, prepare, run, sync)
 
 
 def onnx_backend(name: str, path: Path, threads: int) -> Backend:
-    from alembert.export import make_session
+    from alembert.onnx_check import as_logits, make_session
 
     session = make_session(path, threads)
     wanted = [i.name for i in session.get_inputs()]
@@ -64,8 +67,8 @@ def onnx_backend(name: str, path: Path, threads: int) -> Backend:
     def prepare(inputs):
         return {k: inputs[k].cpu().numpy().astype(np.int64) for k in wanted}
 
-    def run(feed):
-        return session.run(["logits"], feed)[0]
+    def run(feed):  # the head's outputs as one array, as torch_backend gives them (models/heads.py)
+        return as_logits(session.run(None, feed))
 
     return Backend(name, "cpu", path.stat().st_size, prepare, run)
 
@@ -145,9 +148,9 @@ def _validate(seq_lens, batch_sizes, backends, threads, warmup, repeats) -> None
 
 
 def _task_data(task, tokenizer, limit: int | None, max_length: int):
-    from alembert.data.encoded import EncodedExamples
+    from alembert.data.encoded import encode_examples
 
-    return EncodedExamples(task.load("dev", limit), tokenizer, max_length)
+    return encode_examples(task.load("dev", limit), tokenizer, max_length)
 
 
 def backend_metrics(backend: Backend, data, task, batch_size: int = 64) -> dict[str, float]:
@@ -194,7 +197,7 @@ def bench(models: list[str | os.PathLike], seq_lens=(64, 128), batch_sizes=(1, 3
     try:
         with tempfile.TemporaryDirectory(prefix="alembert-bench-") as scratch:
             for index, model_dir in enumerate(map(Path, models)):
-                model, tokenizer = load_checkpoint(model_dir, task_obj.num_labels if task_obj else None)
+                model, tokenizer = load_checkpoint(model_dir, task_obj.num_labels if task_obj else None, task_obj)
                 model.to(device)
                 label = names[index] if names else _model_label(model_dir, labels)
                 labels.add(label)
@@ -202,6 +205,8 @@ def bench(models: list[str | os.PathLike], seq_lens=(64, 128), batch_sizes=(1, 3
                          "files": {}, "onnx_export": None, "metrics": {}}
                 built = _backends(model, model_dir, backends, threads, Path(scratch) / str(index), entry)
                 max_len = min(max(seq_lens), getattr(model.config, "max_position_embeddings", max(seq_lens)))
+                if task_obj and task_obj.kind == TOKENS:  # sentences are read whole: up to the model's limit
+                    max_len = task_length(task_obj, model, None)
                 data = _task_data(task_obj, tokenizer, limit, max_len) if task_obj else None
                 if task_obj and result["task"] is None:
                     result["task"] = {"name": task_obj.name, "main_metric": task_obj.main_metric, "split": "dev",

@@ -13,10 +13,18 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from alembert.engine.logger import RunLogger  # noqa: E402
+from alembert.models.heads import PIPELINE_TAGS, auto_class  # noqa: E402
+from alembert.tasks.kinds import SEQUENCE, SPANS, TOKENS  # noqa: E402
 
 
 def retained(student: float, teacher: float) -> float | None:
     return 100.0 * student / teacher if teacher else None
+
+
+def _kept(student: dict, teacher: dict, metric: str) -> str:
+    """', 93.1% retained', or nothing when the teacher scored 0 (no ratio exists)."""
+    kept = retained(student["metrics"][metric], teacher["metrics"][metric])
+    return "" if kept is None else f", {kept:.1f}% retained"
 
 
 def best_teacher(rows: list[dict], metric: str) -> dict | None:
@@ -144,9 +152,22 @@ def write_report(out: Path, report: dict, logger: RunLogger) -> None:
 # alembert's metric names as the Hub's metric ids, and display names (values are percentages, as alembert reports)
 _HUB_METRICS = {"accuracy": ("accuracy", "Accuracy"), "f1": ("f1", "F1"),
                 "matthews_corr": ("matthews_correlation", "Matthews correlation"),
-                "pearson": ("pearsonr", "Pearson correlation"), "spearman": ("spearmanr", "Spearman correlation")}
+                "pearson": ("pearsonr", "Pearson correlation"), "spearman": ("spearmanr", "Spearman correlation"),
+                "entity_f1": ("f1", "Entity F1"), "entity_precision": ("precision", "Entity precision"),
+                "entity_recall": ("recall", "Entity recall"), "tag_accuracy": ("accuracy", "Tag accuracy"),
+                "exact_match": ("exact_match", "Exact match")}
+# the built-in tasks of other kinds than sequence classification, as model-index datasets
+_OTHER_DATASETS = {"conll2003": {"name": "CoNLL-2003", "type": "conll2003", "split": "validation"},
+                   "squad": {"name": "SQuAD v1.1", "type": "rajpurkar/squad", "split": "validation"},
+                   "squad-dev-split": {"name": "SQuAD v1.1 dev, its last 8 articles held out",
+                                       "type": "squad-dev-split", "split": "dev"}}
+_TASK_TYPES = {SEQUENCE: "Text Classification", TOKENS: "Token Classification", SPANS: "Question Answering"}
 _GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI",
                "mnli-mm": "MNLI (mismatched)", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+
+
+def _kind(report: dict) -> str:
+    return report["task"].get("kind", SEQUENCE)
 
 
 def _dataset(report: dict) -> dict:
@@ -157,6 +178,8 @@ def _dataset(report: dict) -> dict:
         config, split = name.split("-")[0], {"mnli": "validation_matched", "mnli-mm": "validation_mismatched"}
         return {"name": f"GLUE {_GLUE_NAMES[name]}", "type": "nyu-mll/glue", "config": config,
                 "split": split.get(name, "validation")}
+    if isinstance(spec, str) and name in _OTHER_DATASETS:
+        return dict(_OTHER_DATASETS[name])
     if name.startswith("amazon-"):
         return {"name": f"Amazon multi-domain sentiment ({name[len('amazon-'):]})", "type": name, "split": "dev"}
     return {"name": name, "type": name, "split": "dev"}
@@ -170,14 +193,14 @@ def model_index(report: dict) -> list[dict]:
                 "name": f"{_HUB_METRICS.get(key, (key, key))[1]} (dev, %)"}
                for key, value in student["metrics"].items() if math.isfinite(value)]  # the Hub reads no NaN
     return [{"name": report["name"], "results": [{
-        "task": {"type": "text-classification", "name": "Text Classification"},
+        "task": {"type": PIPELINE_TAGS[_kind(report)], "name": _TASK_TYPES[_kind(report)]},
         "dataset": _dataset(report), "metrics": metrics}]}]
 
 
 def model_card_metadata(report: dict) -> dict:
     """The model card's YAML front matter."""
     dataset = _dataset(report)
-    metadata = {"library_name": "transformers", "pipeline_tag": "text-classification",
+    metadata = {"library_name": "transformers", "pipeline_tag": PIPELINE_TAGS[_kind(report)],
                 "tags": ["alembert", "distillation"]}
     if dataset["type"] == "nyu-mll/glue":
         metadata["datasets"] = [dataset["type"]]
@@ -203,8 +226,7 @@ def write_model_card(student_dir: Path, report: dict) -> None:
         f"(limit {report['data']['train_limit']}, seed {report['seed']}), scored on {report['data']['dev_examples']} "
         "dev examples",
         f"- **Dev {metric}**: {student['metrics'][metric]:.2f}"
-        + (f" (teacher {teacher['metrics'][metric]:.2f}, "
-           f"{retained(student['metrics'][metric], teacher['metrics'][metric]):.1f}% retained)" if teacher else ""),
+        + (f" (teacher {teacher['metrics'][metric]:.2f}{_kept(student, teacher, metric)})" if teacher else ""),
     ]
     if "speed" in student:
         sp = student["speed"]
@@ -214,5 +236,6 @@ def write_model_card(student_dir: Path, report: dict) -> None:
                   f"sequence {sp['seq_len']}, {sp['threads']} CPU threads"
                   + (f" (teacher {teacher['speed']['latency_ms_b1']:.1f} / {teacher['speed']['latency_ms_b32']:.1f} ms)"
                      if teacher and "speed" in teacher else "")]
-    lines += ["", "Load it with `AutoModelForSequenceClassification.from_pretrained(path)`; alembert is not needed.", ""]
+    lines += ["", f"Load it with `{auto_class(_kind(report)).__name__}.from_pretrained(path)`; alembert is not needed.",
+              ""]
     (student_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")

@@ -21,9 +21,9 @@ from typing import Iterable
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification
 
 from alembert.errors import AlembertError
+from alembert.models.heads import auto_class, kind_of_model
 from alembert.models.importance import Importance, importance
 from alembert.models.layout import Layout, find_layout, layer_groups
 from alembert.models.roles import parameter_roles
@@ -195,7 +195,7 @@ def extract(source: nn.Module, layer_ids: list[int], hidden: int | None = None, 
     config = student_config(source, layout, layer_ids, width)
     modules = [0] if layout.shared_layers else list(dict.fromkeys(layer_ids))
     kept = plan(source, layout, modules, width, select, batches, seed) if narrow else None
-    student = AutoModelForSequenceClassification.from_config(config)
+    student = auto_class(kind_of_model(source)).from_config(config)  # the head of the source's kind
     source_state, parameters = source.state_dict(), dict(student.named_parameters())
     prefix = re.escape(layout.layers_path) + r"\.(\d+)\."
     new_state = {}

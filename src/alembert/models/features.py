@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from alembert.errors import AlembertError
+from alembert.models.heads import head_logits
 from alembert.models.layout import Layout, find_layout, hook_layer_input, layer_groups, takes_token_types
 from alembert.models.scores import MASK_VALUE, attention_scores, context_hooks, per_head, split_heads
 
@@ -176,7 +177,7 @@ class FeatureTap:
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         if not self._takes_token_types:
             inputs.pop("token_type_ids", None)
-        logits = self.model(**inputs).logits
+        logits = head_logits(self.model(**inputs))
         mask = batch["attention_mask"]
         features = Features(logits=logits, attention_mask=mask)
         for index in self.request.hidden:

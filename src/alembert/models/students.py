@@ -7,17 +7,17 @@ import copy
 from typing import Iterable
 
 from torch import nn
-from transformers import AutoModelForSequenceClassification
 
 from alembert.errors import AlembertError
 from alembert.mapping import scaled_layer
 from alembert.models.extract import extract, set_size
+from alembert.models.heads import auto_class, kind_of_model
 from alembert.models.layout import find_layout
 
 
 def student_from_spec(teacher: nn.Module, layers: int, hidden: int | None = None, heads: int | None = None,
                       ffn: int | None = None, seed: int = 0) -> nn.Module:
-    """A randomly initialised model of the teacher's architecture and head, resized."""
+    """A randomly initialised model of the teacher's architecture and head (its kind too), resized."""
     config = copy.deepcopy(teacher.config)
     layout = find_layout(teacher)
     hidden = hidden or layout.hidden_size
@@ -40,7 +40,7 @@ def student_from_spec(teacher: nn.Module, layers: int, hidden: int | None = None
     import torch
 
     torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_config(config)
+    return auto_class(kind_of_model(teacher)).from_config(config)
 
 
 def pick_layers(how: str, teacher_layers: int, student_layers: int | None, explicit: list[int] | None) -> list[int]:

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from alembert.errors import AlembertError
 from alembert.files import write_text_atomically
-from alembert.recipe import GenericTaskSpec, Recipe, _Strict, apply_overrides, format_validation_error, recipe_from_dict
+from alembert.recipe import Recipe, TaskSpec, _Strict, apply_overrides, format_validation_error, recipe_from_dict
 from alembert.yaml_file import read_yaml_mapping
 
 __all__ = ["PoolSpec", "PoolTeacher", "build_pool", "load_pool", "teachers_block"]
@@ -52,7 +52,7 @@ class PoolTeacher(_Strict):
 
 class PoolSpec(_Strict):
     name: str = Field(pattern=_NAME_PATTERN)
-    task: str | GenericTaskSpec
+    task: str | TaskSpec
     base: str = "all-MiniLM-L6-v2"
     output_dir: str = "outputs"
     data_dir: str | None = None

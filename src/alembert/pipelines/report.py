@@ -1,7 +1,10 @@
 """A run's report: what was trained, on what, how it scored against its teachers, what it cost."""
 from __future__ import annotations
 
+from collections import Counter
+
 from alembert.evaluation.report import best_teacher, retained
+from alembert.tasks.kinds import SEQUENCE, SPANS
 from alembert.tasks.stress import describe
 
 
@@ -11,7 +14,7 @@ def run_report(recipe, inputs, models: list[dict], result, plugins) -> dict:
     student = next(m for m in models if m["name"] == "student")
     report = {
         "name": recipe.name,
-        "task": {"name": task.name, "main_metric": metric, "metrics": list(task.metrics),
+        "task": {"name": task.name, "kind": task.kind, "main_metric": metric, "metrics": list(task.metrics),
                  **({"domains": list(task.domains)} if getattr(task, "domains", None) else {})},
         "teacher": recipe.teacher,
         **({"teachers": [t.model_dump() for t in recipe.teacher_list], "combine": recipe.combine.rule}
@@ -25,7 +28,9 @@ def run_report(recipe, inputs, models: list[dict], result, plugins) -> dict:
         "seed": recipe.seed,
         "data": {"train_examples": len(inputs.train_examples), "dev_examples": len(inputs.dev_examples),
                  "train_limit": recipe.train_limit, "max_length": recipe.max_length,
-                 "train_labels": describe(inputs.train_examples, task.num_labels),
+                 "train_labels": train_labels(inputs.train_examples, task),
+                 **({"train_windows": len(inputs.sources["task"]), "dev_windows": len(inputs.dev)}
+                    if task.kind == SPANS else {}),
                  **({"sources": {name: len(data) for name, data in inputs.sources.items() if name != "task"}}
                     if len(inputs.sources) > 1 else {})},
         "models": models,
@@ -44,3 +49,15 @@ def run_report(recipe, inputs, models: list[dict], result, plugins) -> dict:
     for plugin in plugins:
         report.update(plugin.report())
     return report
+
+
+def train_labels(examples: list, task) -> dict:
+    """The training labels in counts: per class; per tag (and words) for token classification; questions and
+    articles for extractive QA."""
+    if task.kind == SEQUENCE:
+        return describe(examples, task.num_labels)
+    if task.kind == SPANS:
+        return {"examples": len(examples), "articles": len({e.title for e in examples})}
+    tally = Counter(t for e in examples for t in e.label)
+    return {"examples": len(examples), "words": sum(len(e.words) for e in examples),
+            "tag_counts": [tally.get(i, 0) for i in range(task.num_labels)]}

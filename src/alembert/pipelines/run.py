@@ -15,7 +15,7 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 import alembert.builtins  # noqa: F401  (every built-in loss, plugin, source, ... registered)
-from alembert.data.encoded import EncodedExamples, Tokenizers
+from alembert.data.encoded import EncodedExamples, Tokenizers, encode_examples
 from alembert.data.sources import SourceContext, load_sources
 from alembert.engine.checkpoint import Checkpoints, check_run_state
 from alembert.engine.logger import RunLogger
@@ -31,6 +31,7 @@ from alembert.models.loading import check_max_length, load_classifier
 from alembert.models.students import same_vocabulary
 from alembert.pipelines import rundir
 from alembert.pipelines.report import run_report
+from alembert.pipelines.task_kinds import check_recipe_for_kind, check_teacher_tokenizers, name_labels
 from alembert.recipe import Recipe, load_recipe
 from alembert.registry import PLUGINS
 from alembert.tasks import get_task
@@ -75,6 +76,7 @@ class Inputs:
 def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
     """`teachers`: already loaded (model, tokenizer) pairs to reuse (a search's proxy runs share them)."""
     task = get_task(recipe.task_spec, recipe.data_dir)
+    check_recipe_for_kind(recipe, task)
     data_seed = recipe.seed if recipe.data_seed is None else recipe.data_seed
     train_examples = task.load("train", recipe.train_limit, data_seed)
     if recipe.stress is not None:
@@ -86,23 +88,25 @@ def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
     dev_examples = task.load("dev", recipe.dev_limit, data_seed)
     set_seed(recipe.seed)  # before any model is built: a new classification head is initialised randomly
     loaded = teachers if teachers is not None else [
-        load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True)
+        load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True, kind=task.kind)
         for t in recipe.teacher_list]
     teacher, teacher_tokenizer = loaded[0] if loaded else (None, None)  # the student is built from the first
     student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels, train_examples)
+    name_labels(student, task)
     for model in [student, *(m for m, _ in loaded)]:  # before any work: an input longer than a model's positions
         check_max_length(model, recipe.max_length, "max_length")
     # a teacher whose vocabulary differs from the student's reads the raw text through its own tokenizer
     own = [None if same_vocabulary(tokenizer, tok) else tok for _, tok in loaded]
+    check_teacher_tokenizers(own, task)
     if any(own) and _token_aligned(recipe):
         raise AlembertError("student and teacher vocabularies differ: hidden-state, attention and relation losses and "
                             "MixUp need one tokenization (use prediction losses only, or a student with the teacher's "
                             "tokenizer)")
     tokenizers = Tokenizers(tokenizer, own, recipe.max_length)
     domains = getattr(task, "domains", ())
-    sources = {"task": EncodedExamples(train_examples, tokenizers, 0, domains=domains)}
+    sources = {"task": encode_examples(train_examples, tokenizers, 0, domains=domains)}
     sources.update(load_sources(recipe.sources, SourceContext(task, tokenizers, recipe.data_dir, data_seed)))
-    dev = EncodedExamples(dev_examples, tokenizer, recipe.max_length, domains=domains)
+    dev = encode_examples(dev_examples, tokenizer, recipe.max_length, domains=domains)
     return Inputs(task, train_examples, dev_examples, loaded, student, tokenizer, own, sources, tokenizers.pad_ids(),
                   dev)
 
@@ -229,7 +233,7 @@ def _score(recipe, inputs: Inputs, teachers: list, assistant) -> list[dict]:
     scored = []
     for spec, model, own in zip(recipe.teacher_list, teachers, inputs.own_tokenizers):
         name = "teacher" if len(recipe.teacher_list) == 1 else f"teacher:{spec.name}"
-        dev = inputs.dev if own is None else EncodedExamples(inputs.dev_examples, own, recipe.max_length)
+        dev = inputs.dev if own is None else encode_examples(inputs.dev_examples, own, recipe.max_length)
         scored.append((name, model.cpu(), dev))
     if assistant is not None:
         scored.append(("assistant", assistant.cpu(), inputs.dev))

@@ -60,8 +60,8 @@ class ProxyRunner:
         recipe = self.recipe(name, overrides)
         if self.teachers is None:
             task = get_task(recipe.task_spec, recipe.data_dir)
-            self.teachers = [load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True)
-                             for t in recipe.teacher_list]
+            self.teachers = [load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True,
+                                             kind=task.kind) for t in recipe.teacher_list]
         start = time.perf_counter()
         run = distill(recipe.model_copy(update={"speed": False}), keep=False, teachers=self.teachers,
                       score_teachers=False)

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from alembert.errors import AlembertError
 from alembert.files import write_text_atomically
-from alembert.recipe import GenericTaskSpec, _Strict, apply_overrides, format_validation_error
+from alembert.recipe import TaskSpec, _Strict, apply_overrides, format_validation_error
 from alembert.yaml_file import read_yaml_mapping
 
 ENCODER = "encoder"  # the distilled student without its head
@@ -33,7 +33,7 @@ class FinetuneSpec(_Strict):
 
 
 class TransferTask(FinetuneSpec):
-    task: str | GenericTaskSpec | list[str | GenericTaskSpec]
+    task: str | TaskSpec | list[str | TaskSpec]
     epochs: float | None = Field(None, gt=0)
     lr: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)

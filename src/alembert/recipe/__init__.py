@@ -11,13 +11,14 @@ from alembert.recipe.errors import format_validation_error
 from alembert.recipe.overrides import apply_overrides, parse_override
 from alembert.recipe.schema import TASK_SOURCE, Recipe, StageSpec
 from alembert.recipe.data_specs import SourceSpec
-from alembert.recipe.specs import (AssistantSpec, CacheSpec, CombineSpec, GenericTaskSpec, PluginOptions,
-                                   RLKDOptions, StressSpec, StudentSpec, TeacherSpec, _Strict)
+from alembert.recipe.specs import (AssistantSpec, CacheSpec, CombineSpec, PluginOptions, RLKDOptions, StressSpec,
+                                   StudentSpec, TeacherSpec, _Strict)
+from alembert.recipe.task_specs import GenericTaskSpec, TaskSpec
 from alembert.registry import import_modules
 from alembert.yaml_file import read_yaml_mapping
 
 __all__ = ["AssistantSpec", "CacheSpec", "CombineSpec", "GenericTaskSpec", "PluginOptions", "RLKDOptions", "Recipe",
-           "SourceSpec", "StageSpec", "StressSpec", "StudentSpec", "TASK_SOURCE", "TeacherSpec", "_Strict",
+           "SourceSpec", "StageSpec", "StressSpec", "StudentSpec", "TASK_SOURCE", "TaskSpec", "TeacherSpec", "_Strict",
            "apply_overrides", "format_validation_error", "load_recipe", "parse_override", "recipe_from_dict",
            "stage_from_dict", "without_teacher"]
 

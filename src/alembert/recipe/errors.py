@@ -72,6 +72,8 @@ def _walk(annotation, loc) -> tuple[list, Any]:
         else:
             if part == REGISTERED:  # an entry of a user's module: its own type name is in the message
                 continue
+            if isinstance(part, str) and part.startswith("tagged-union["):  # pydantic's name of a nested union
+                continue
             tagged = [m for m in _members(annotation) if getattr(m, "__name__", None) == part] if annotation else []
             if tagged:
                 nxt, is_tag = tagged[0], True

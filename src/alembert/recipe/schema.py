@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from alembert.recipe.data_specs import MixtureSamplerSpec, SamplerUnion, ShuffledSamplerSpec, SourceUnion
-from alembert.recipe.specs import (AssistantSpec, CacheSpec, CombineSpec, EarlyStopSpec, GenericTaskSpec,
-                                   LossUnion, MetaStepSpec, PluginUnion, StandardStepSpec, StepUnion, StressSpec,
-                                   StudentSpec, TeacherSpec, UnfreezeSpec, _Strict)
+from alembert.recipe.specs import (AssistantSpec, CacheSpec, CombineSpec, EarlyStopSpec, LossUnion, MetaStepSpec,
+                                   PluginUnion, StandardStepSpec, StepUnion, StressSpec, StudentSpec, TeacherSpec,
+                                   UnfreezeSpec, _Strict)
+from alembert.recipe.task_specs import TaskSpec
 
 TASK_SOURCE = "task"  # the name of the run's own training data among a stage's sources
 _MOVED = {"mixup": "mixup is now a plugin: plugins: [{type: mixup, alpha: 1.0}]",
@@ -80,7 +81,7 @@ class StageSpec(_Strict):
 
 class Recipe(_Strict):
     name: str  # outputs go to output_dir/name: a folder name of its own
-    task: str | GenericTaskSpec | list[str | GenericTaskSpec]  # a list: one task per domain, same labels
+    task: str | TaskSpec | list[str | TaskSpec]  # a list: one task per domain, same labels
     teacher: str | None = None  # None: train the student on labels alone (fine-tuning, the no-teacher baseline)
     teachers: list[TeacherSpec] | None = Field(None, min_length=1)  # several teachers instead of one
     combine: CombineSpec = CombineSpec()  # how several teachers' soft targets combine
@@ -130,7 +131,7 @@ class Recipe(_Strict):
     def task_spec(self):
         """The task as get_task takes it: a name, a mapping of files, or a list of them (one per domain)."""
         def plain(task):
-            return task.model_dump() if isinstance(task, GenericTaskSpec) else task
+            return task.model_dump() if isinstance(task, BaseModel) else task
         return [plain(t) for t in self.task] if isinstance(self.task, list) else plain(self.task)
 
     @property

@@ -351,16 +351,3 @@ class CacheSpec(_Strict):
     enabled: bool = True
     store: Literal["needed", "all"] = "needed"
     cls_only: bool = False
-
-
-class GenericTaskSpec(_Strict):
-    name: str = "custom"
-    format: Literal["csv", "tsv", "jsonl"] | None = None  # None: from the train file's extension
-    train: str
-    dev: str
-    test: str | None = None
-    text_columns: list[str] = Field(min_length=1, max_length=2)
-    label_column: str = "label"
-    labels: list[str] | None = None
-    regression: bool = False
-    metrics: list[str] | None = None

@@ -7,8 +7,10 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from alembert.errors import AlembertError, printable
+from alembert.tasks.kinds import SEQUENCE
 from alembert.tasks.metrics import compute_metrics
 
 
@@ -22,6 +24,7 @@ class Example:
 
 @dataclass(frozen=True)
 class Task:
+    kind: ClassVar[str] = SEQUENCE  # what the task asks of a model (tasks/kinds.py): the head, losses and metrics
     name: str
     label_names: tuple[str, ...] | None  # raw label strings in class-id order; None for regression
     metrics: tuple[str, ...]  # first one is the main metric, used for model selection
@@ -65,6 +68,25 @@ class Task:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class FileTask(Task):
+    """A task whose splits are files, each given as a path: absolute, or relative to the data directory."""
+
+    files: tuple[tuple[str, str], ...] = ()  # (split, path)
+    data_dir: str | os.PathLike | None = None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(split for split, _ in self.files)
+
+    def path(self, split: str) -> Path:
+        path = Path(dict(self.files)[split])
+        return path if path.is_absolute() else resolve_data_dir(self.data_dir) / path
+
+    def source(self, split: str) -> str:
+        return str(self.path(split)) if split in self.splits else super().source(split)
+
+
 def _unlabeled(what: str, unlabeled: int, total: int) -> str:
     """`what` ('the dev split', 'the examples') lacks labels for `unlabeled` of its `total` examples."""
     if unlabeled == total:
@@ -92,6 +114,9 @@ def check_training_labels(examples: list[Example], task: Task, where: str | None
     if any(label is None for label in labels):
         raise AlembertError(f"{where}: {sum(label is None for label in labels)} of {len(labels)} training examples "
                             "have no label (expected every training example to be labeled)")
+    if task.kind != SEQUENCE:  # tags per word, answers per question: the task says what can teach it
+        task.check_training(examples, where)
+        return
     if task.is_regression:
         if len(set(labels)) < 2:
             raise AlembertError(f"{where}: every training target is {labels[0]:g} ({len(labels)} examples); expected "

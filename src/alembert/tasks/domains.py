@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from alembert.errors import AlembertError
 from alembert.tasks.base import Example, Task
+from alembert.tasks.kinds import SEQUENCE
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ def domains_task(members: list[Task]) -> DomainsTask:
     if len(set(names)) < len(names):
         raise AlembertError(f"task: each domain once (got {', '.join(names)})")
     first = members[0]
+    other = next((m for m in members if m.kind != SEQUENCE), None)
+    if other is not None:
+        raise AlembertError(f"task: a task given per domain is a sequence-classification task; {other.name} is "
+                            f"{other.kind} (give it as one task)")
     for member in members[1:]:
         if member.label_names != first.label_names:
             def shown(task):

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from alembert.errors import AlembertError, printable, short_repr
 from alembert.tasks.base import Example, Task
+from alembert.tasks.kinds import KINDS, SEQUENCE, SPANS, TOKENS
 from alembert.tasks.metrics import METRIC_NAMES, REGRESSION_METRICS
 from alembert.tasks.readers import (check_columns, class_label, float_label, label_name, label_number, make_examples,
                                     read_jsonl, read_table)
 
 FORMATS = {"csv": ",", "tsv": "\t", "jsonl": None}
-SPEC_KEYS = ("name", "format", "train", "dev", "test", "text_columns", "label_column", "labels", "regression",
-             "metrics")
+SPEC_KEYS = ("name", "kind", "format", "train", "dev", "test", "text_columns", "label_column", "labels",
+             "regression", "metrics")
 
 
 @dataclass(frozen=True)
@@ -65,19 +66,22 @@ def _listing(values) -> str:
     return ", ".join(values[:10]) + more
 
 
-def generic_task(spec: dict, data_dir=None) -> GenericTask:
-    """Validate the dict form of a task. Relative paths are taken from `data_dir` when one is given."""
-
+def spec_checker(spec: dict, keys: tuple[str, ...]):
+    """Refuse a key outside `keys`; return `bad(key, expected)`, the one-line error for a key's wrong value."""
     def bad(key, expected):
         return AlembertError(f"task spec, key '{key}': expected {expected}, found {short_repr(spec.get(key))}")
 
-    unknown = sorted(set(spec) - set(SPEC_KEYS), key=str)  # YAML keys need not be strings
+    unknown = sorted(set(spec) - set(keys), key=str)  # YAML keys need not be strings
     if unknown:
-        raise AlembertError(f"task spec: unknown key {short_repr(unknown[0])} (expected keys: {', '.join(SPEC_KEYS)})")
+        raise AlembertError(f"task spec: unknown key {short_repr(unknown[0])} (expected keys: {', '.join(keys)})")
+    return bad
+
+
+def spec_name_and_files(spec: dict, data_dir, bad) -> tuple[str, list[tuple[str, Path]]]:
+    """The task's name and its (split, path) files; relative paths are taken from `data_dir` when one is given."""
     name = spec.get("name", "custom")
     if not isinstance(name, str) or not name:
         raise bad("name", "a non-empty string")
-
     files = []
     for split in ("train", "dev", "test"):
         if spec.get(split) is not None:
@@ -89,13 +93,37 @@ def generic_task(spec: dict, data_dir=None) -> GenericTask:
             files.append((split, path))
     if not files:
         raise AlembertError("task spec: expected at least one of the keys 'train', 'dev', 'test' with a file path")
+    return name, files
 
+
+def spec_format(spec: dict, files, formats, aliases: dict, bad) -> str:
+    """The spec's `format`, or the one its first file's extension names (through `aliases`)."""
     fmt = spec.get("format")
     if fmt is None:  # infer from the first file's extension
         fmt = files[0][1].suffix.lstrip(".").lower()
-        fmt = "jsonl" if fmt == "json" else fmt
-    if fmt not in FORMATS:
-        raise bad("format", f"one of {', '.join(FORMATS)}")
+        fmt = aliases.get(fmt, fmt)
+    if fmt not in formats:
+        raise bad("format", f"one of {', '.join(formats)}")
+    return fmt
+
+
+def generic_task(spec: dict, data_dir=None) -> Task:
+    """Validate the dict form of a task. Relative paths are taken from `data_dir` when one is given. A spec with
+    `kind: token_classification` or `kind: extractive_qa` is read by that kind's module."""
+    kind = spec.get("kind", SEQUENCE)
+    if kind == TOKENS:
+        from alembert.tasks.tokens import token_task
+
+        return token_task(spec, data_dir)
+    if kind == SPANS:
+        from alembert.tasks.squad import span_task
+
+        return span_task(spec, data_dir)
+    bad = spec_checker(spec, SPEC_KEYS)
+    if kind != SEQUENCE:
+        raise bad("kind", f"one of {', '.join(KINDS)}")
+    name, files = spec_name_and_files(spec, data_dir, bad)
+    fmt = spec_format(spec, files, FORMATS, {"json": "jsonl"}, bad)
 
     cols = spec.get("text_columns")
     if isinstance(cols, str):

@@ -11,12 +11,19 @@ from alembert.tasks.amazon import AMAZON_DOMAINS, amazon_task
 from alembert.tasks.base import Task, resolve_data_dir
 from alembert.tasks.generic import generic_task
 from alembert.tasks.glue import GLUE_NAMES, glue_task
+from alembert.tasks.squad import squad_task
+from alembert.tasks.tokens import conll2003_task
 
-TASK_NAMES = GLUE_NAMES + tuple(f"amazon-{d}" for d in AMAZON_DOMAINS)
+# token classification and extractive QA on the shared data (tasks/tokens.py, tasks/squad.py)
+OTHER_KINDS = {"conll2003": conll2003_task, "squad": lambda d: squad_task("squad", d),
+               "squad-dev-split": lambda d: squad_task("squad-dev-split", d)}
+TASK_NAMES = GLUE_NAMES + tuple(f"amazon-{d}" for d in AMAZON_DOMAINS) + tuple(OTHER_KINDS)
 
 # Spellings people use, with '-' and '_' removed: 'SST-2' -> 'sst2', 'STS-B' -> 'stsb'.
 _ALIASES = {name.replace("-", ""): name for name in GLUE_NAMES}
 _ALIASES.update({"mnlim": "mnli", "mnlimatched": "mnli", "mnlimismatched": "mnli-mm"})
+_ALIASES.update({name.replace("-", ""): name for name in OTHER_KINDS})
+_ALIASES.update({"conll03": "conll2003", "squadv1": "squad", "squadv11": "squad"})
 
 
 def get_task(spec, data_dir=None) -> Task:
@@ -39,7 +46,7 @@ def get_task(spec, data_dir=None) -> Task:
     name = _ALIASES.get(key.replace("-", "").replace("_", ""))
     if name is None:
         raise AlembertError(f"unknown task '{spec}' (known tasks: {', '.join(TASK_NAMES)}, or a dict with files)")
-    return glue_task(name, data_dir)
+    return OTHER_KINDS[name](data_dir) if name in OTHER_KINDS else glue_task(name, data_dir)
 
 
 def read_task_file(path: Path) -> dict:
