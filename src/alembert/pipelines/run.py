@@ -36,7 +36,7 @@ from alembert.recipe import Recipe, load_recipe
 from alembert.registry import PLUGINS
 from alembert.tasks import get_task
 from alembert.tasks.base import check_training_labels
-from alembert.tasks.stress import apply_stress, describe
+from alembert.tasks.stress import apply_stress
 
 
 @dataclass
@@ -252,7 +252,3 @@ def _shape(model) -> dict:
 
     layout = find_layout(model)
     return {"layers": layout.num_layers, "hidden": layout.hidden_size, "heads": layout.num_heads}
-
-
-def describe_train(inputs: Inputs) -> dict:
-    return describe(inputs.train_examples, inputs.task.num_labels)
