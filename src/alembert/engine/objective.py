@@ -22,7 +22,7 @@ def reduce(values: torch.Tensor, rows: torch.Tensor | None, example: torch.Tenso
         values = (values * pairs.to(values.dtype)).sum(dim=1) if pairs is not None else values.sum(dim=1)
     if example is not None:
         values = values * example.to(values.dtype)
-    if rows is None:
+    if rows is None or bool(rows.all()):  # every row counts: the plain mean (the same arithmetic as ever)
         return values.mean()
     keep = rows.to(values.dtype)
     return (values * keep).sum() / keep.sum().clamp_min(1)
