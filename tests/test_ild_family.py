@@ -108,6 +108,26 @@ def test_pkd_compares_transformer_layers_only_with_the_skip_and_top_maps():
     assert top.terms[0].pairs == [(1, 4), (2, 5)]  # PKD-Last: never the embeddings, nor the last pair
 
 
+def test_pkd_averages_over_layer_pairs_where_other_layer_terms_sum():
+    """PKD's released code takes one MSE over (batch, pairs, width), so beta means the same at any depth; the other
+    layer terms keep the sum over mapped layers (TinyBERT's)."""
+    student, teacher = _layout(layers=3), _layout(layers=6)
+    torch.manual_seed(0)
+    s_hidden = {i: torch.randn(2, 3, 4) for i in range(4)}
+    t_hidden = {i: torch.randn(2, 3, 4) for i in range(7)}
+    s = Features(logits=torch.zeros(2, 2), attention_mask=torch.ones(2, 3), hidden=s_hidden)
+    t = Features(logits=torch.zeros(2, 2), attention_mask=torch.ones(2, 3), hidden=t_hidden)
+    labels, rows = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.bool)
+    pkd = Objective(_stage([{"type": "pkd"}]), student, teacher, False)
+    per_pair = [torch.nn.functional.normalize(s_hidden[a][:, 0], dim=-1)
+                - torch.nn.functional.normalize(t_hidden[b][:, 0], dim=-1) for a, b in pkd.terms[0].pairs]
+    expected = torch.stack([d.pow(2).mean() for d in per_pair]).mean()  # F.mse_loss over (B, pairs, width)
+    assert pkd(s, [t], labels, rows)[1]["pkd"] == pytest.approx(float(expected), rel=1e-6)
+    hidden = Objective(_stage([{"type": "hidden_mse", "map": "uniform", "embeddings": False}]), student, teacher, False)
+    per_pair = [(s_hidden[a] - t_hidden[b]).pow(2).mean() for a, b in hidden.terms[0].pairs]
+    assert hidden(s, [t], labels, rows)[1]["hidden_mse"] == pytest.approx(float(sum(per_pair)), rel=1e-6)
+
+
 TEXT = {"movies": {"type": "text", "files": ["reviews.tsv"]}}
 
 

@@ -96,5 +96,5 @@ def consistency(mixed: Features, clean: Features, lam: float, terms) -> torch.Te
         same = [(s, s) for s, _ in term.pairs]
         values = lam * term.pair_values(mixed, clean, same, clean.attention_mask, term.self_loss) \
             + (1 - lam) * term.pair_values(mixed, partner, same, partner.attention_mask, term.self_loss)
-        total = total + term.weight * reduce(values, None, None, None)
+        total = total + term.weight * reduce(values, None, None, None, term.pair_reduction)
     return total
