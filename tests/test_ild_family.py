@@ -176,6 +176,29 @@ def test_crild_runs_with_a_live_teacher_and_ramps_consistency_in_from_the_second
         stage, losses=[{"type": "relation"}],
         plugins=[{"type": "mixup"}, {"type": "consistency", "released_script": True}])], name="inert"))
     assert _logged(inert, "relation") and not _logged(inert, "consistency")
+    paper = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, [dict(
+        stage, losses=[{"type": "relation"}],
+        plugins=[{"type": "mixup"}, {"type": "consistency", "on": ["attention", "hidden"]}])], name="paper"))
+    assert _logged(paper, "relation") and _logged(paper, "consistency")  # acts on what CR-ILD regularises
+
+
+def test_consistency_on_the_last_layer_attention_and_hidden_states_whatever_is_distilled():
+    from alembert.plugins.mixup import last_layer_terms
+
+    layout = _layout(layers=2, heads=2, hidden=4)
+    terms = last_layer_terms(["attention", "hidden"], layout)
+    assert [(t.name, t.kind, t.pairs) for t in terms] == [("attention_kl", "attention", [(2, 2)]),
+                                                          ("hidden_mse", "hidden", [(2, 2)])]
+    assert not list(terms[1].parameters())  # the student against itself: no projection
+    hidden = torch.arange(3.0).view(3, 1, 1).expand(3, 2, 4).contiguous()
+    scores = torch.zeros(3, 2, 2, 2)  # uniform attention everywhere: the attention part is 0
+    clean = Features(logits=torch.zeros(3, 2), attention_mask=torch.ones(3, 2), hidden={2: hidden}, scores={2: scores})
+    # hidden as in the test above: only the partner term counts, 0.25 * 8/3 (here MSE over the width: 8/3 per value)
+    assert consistency(clean, clean, 0.75, terms).item() == pytest.approx(0.25 * 8 / 3)
+    with pytest.raises(AlembertError, match="set on .* or released_script"):
+        recipe_from_dict({"name": "x", "task": "sst2", "teacher": "t", "student": {"init": "extract", "layers": 2},
+                          "stages": [{"name": "ild", "losses": [{"type": "relation"}], "plugins": [
+                              {"type": "mixup"}, {"type": "consistency", "on": ["hidden"], "released_script": True}]}]})
 
 
 def test_ild_on_supplementary_text_then_prediction_on_the_task(tmp_path, toy_task, tiny_teacher_dir):

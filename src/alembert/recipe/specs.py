@@ -197,17 +197,28 @@ class MixUpOptions(PluginOptions):
 
 
 class ConsistencyOptions(PluginOptions):
-    """Consistency of the student's distilled representations between a mixed input and its clean sources.
+    """Consistency of the student's representations between a mixed input and its clean sources.
 
-    weight is ramped linearly over the stage's epochs (0 in the first) when ramp is on. released_script: true
-    applies it only to attention_kl and hidden_mse terms, as CR-ILD's released code does, where it is inert
-    for the Q/K/V relations that its CR-ILD command distils."""
+    weight is ramped linearly over the stage's epochs (0 in the first) when ramp is on. What it acts on: `on`
+    [attention, hidden]: the student's last-layer attention distributions (KL) and hidden states (MSE), whatever the
+    stage distils, where CR-ILD puts it (its code's use_ic_att / use_ic_rep); unset: each layer term the stage
+    distils, with that term's own loss. released_script: true (with `on` unset) applies it only to attention_kl and
+    hidden_mse terms, as CR-ILD's released code does, where it is inert for the Q/K/V relations that its CR-ILD
+    command distils."""
 
     type: Literal["consistency"]
     weight: float = Field(0.1, ge=0)
     ramp: bool = True
+    on: list[Literal["attention", "hidden"]] | None = Field(None, min_length=1)
     released_script: bool = False
     requires: ClassVar[tuple[str, ...]] = ("mixup",)
+
+    @model_validator(mode="after")
+    def _one_choice(self):
+        if self.on is not None and self.released_script:
+            raise ValueError("set on (the representations it acts on) or released_script (the released code's "
+                             "choice among the distilled terms), not both")
+        return self
 
 
 class RLKDOptions(PluginOptions):
