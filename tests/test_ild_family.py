@@ -239,6 +239,27 @@ def test_teacher_assistant_has_the_teachers_depth_and_the_students_width(tmp_pat
     assert {"assistant-ild", "assistant-prediction", "ild", "prediction"} <= stages_logged
 
 
+def test_teacher_assistant_starts_from_the_teachers_layers_by_etd_not_at_random():
+    from alembert.pipelines.assistant import assistant_model
+
+    teacher = tiny_bert(seed=3)  # 4 layers x 32 wide, 4 heads
+    base = {"name": "x", "task": "sst2", "teacher": "t", "stages": [{"name": "kd", "losses": [{"type": "prediction"}]}]}
+    full = recipe_from_dict(dict(base, assistant={}, student={"init": "extract", "layers": 2, "select": "random"}))
+    same = assistant_model(full, teacher, tiny_bert(layers=2, seed=4))
+    assert all(torch.equal(same.state_dict()[k], v) for k, v in teacher.state_dict().items())  # the teacher's width
+    narrow = recipe_from_dict(dict(base, assistant={}, student={"init": "spec", "layers": 2, "hidden": 16,
+                                                                "heads": 4, "select": "random"}))
+    student = tiny_bert(layers=2, hidden=16, heads=4, seed=4)
+    assistant = assistant_model(narrow, teacher, student)
+    words, source = assistant.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight
+    kept = [next(j for j in range(32) if torch.equal(words[:, i], source[:, j])) for i in range(16)]
+    assert len(set(kept)) == 16 and kept == sorted(kept)  # 16 of the teacher's dimensions, in its order
+    assert assistant.config.num_hidden_layers == 4
+    rand = assistant_model(recipe_from_dict(dict(narrow.model_dump(), assistant={"init": "spec"})), teacher, student)
+    assert not any(torch.equal(rand.bert.embeddings.word_embeddings.weight[:, i], source[:, j])
+                   for i in range(16) for j in range(32))
+
+
 def test_mixup_needs_one_tokenization_for_teacher_and_student(tmp_path, toy_task, tiny_teacher_dir):
     from conftest import write_tokenizer
 

@@ -308,8 +308,11 @@ class StressSpec(_Strict):
 
 class AssistantSpec(_Strict):
     """MiniLM's teacher assistant: first distil the teacher into a model of the teacher's depth and the student's
-    width with the recipe's stages, then distil that assistant into the student with the same stages."""
+    width with the recipe's stages, then distil that assistant into the student with the same stages. init
+    'extract': from the teacher's layers, narrowed by Extract-Then-Distill (student.select picks what is kept);
+    'spec': random weights."""
 
+    init: Literal["extract", "spec"] = "extract"
     layers: int | None = Field(None, ge=1)  # default: the teacher's depth
     hidden: int | None = Field(None, ge=1)  # default: the student's width
     heads: int | None = Field(None, ge=1)  # default: the student's heads
