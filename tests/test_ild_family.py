@@ -271,3 +271,30 @@ def test_mixup_needs_one_tokenization_for_teacher_and_student(tmp_path, toy_task
     recipe = _recipe(tmp_path, toy_task, tiny_teacher_dir, stages, student={"init": "checkpoint", "source": str(other)})
     with pytest.raises(AlembertError, match="MixUp need one tokenization"):
         api.distill(recipe)
+
+
+def test_tinybert_padding_convention_pads_batches_to_max_length_and_averages_every_position(tmp_path, toy_task,
+                                                                                             tiny_teacher_dir):
+    from alembert.data.encoded import StageData
+
+    layout = _layout(layers=2)
+    hidden = {"type": "hidden_mse", "map": "last", "embeddings": False}
+    real, every = (Objective(_stage([dict(hidden, positions=p)]), layout, layout, False).terms[0]
+                   for p in ("real", "all"))
+    assert real.masked and not every.masked
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 4, 4), torch.randn(2, 4, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    feats = [Features(logits=torch.zeros(2, 2), attention_mask=mask, hidden={2: x}) for x in (s, t)]
+    squared = (s - t).pow(2).sum(-1)
+    assert real.pair_values(*feats, real.pairs, mask, real.loss).mean().item() == pytest.approx(
+        float((squared * mask).sum() / (mask.sum() * 4)), rel=1e-5)
+    assert every.pair_values(*feats, every.pairs, mask, every.loss).mean().item() == pytest.approx(
+        float(squared.mean() / 4), rel=1e-5)
+    item = {"id": 0, "student": {"input_ids": [2, 7, 3], "attention_mask": [1, 1, 1]}, "label": 1, "domain": 0}
+    assert StageData({"task": [item]}, {"student": 0}, pad_to=16).collate([dict(item, source=0)]).attention_mask.shape \
+        == (1, 16)
+    stage = {"name": "ild", "epochs": 1, "lr": 1e-3, "losses": [dict(hidden, positions="all"),
+                                                                 {"type": "attention_mse", "positions": "all"}]}
+    run = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, [stage]))
+    assert run.report["teacher_cache"]["reason"].startswith("a loss averages over padding")

@@ -98,8 +98,9 @@ class EncodedExamples(Dataset):
         return collate(items, self.tokenizers.pad_ids())
 
 
-def collate(items: list[dict], pad_ids: dict[str, int], source_names: tuple[str, ...] = ()) -> Batch:
-    views = {name: pad([it[name] for it in items], pad_id) for name, pad_id in pad_ids.items()}
+def collate(items: list[dict], pad_ids: dict[str, int], source_names: tuple[str, ...] = (),
+            length: int | None = None) -> Batch:
+    views = {name: pad([it[name] for it in items], pad_id, length) for name, pad_id in pad_ids.items()}
     labels = [it["label"] for it in items]
     regression = any(isinstance(y, float) for y in labels)
     return Batch(
@@ -113,9 +114,11 @@ def collate(items: list[dict], pad_ids: dict[str, int], source_names: tuple[str,
 
 
 class StageData(Dataset):
-    """A stage's sources one after another: global index g is example g - start(s) of source s."""
+    """A stage's sources one after another: global index g is example g - start(s) of source s. `pad_to`: every
+    batch padded to this length (TinyBERT's fixed-length batches), else to its longest example."""
 
-    def __init__(self, sources: dict[str, Dataset], pad_ids: dict[str, int]):
+    def __init__(self, sources: dict[str, Dataset], pad_ids: dict[str, int], pad_to: int | None = None):
+        self.pad_to = pad_to
         self.names = tuple(sources)
         self.sources = list(sources.values())
         self.pad_ids = pad_ids
@@ -137,4 +140,4 @@ class StageData(Dataset):
         return dict(self.sources[s][i], source=s)
 
     def collate(self, items: list[dict]) -> Batch:
-        return collate(items, self.pad_ids, self.names)
+        return collate(items, self.pad_ids, self.names, self.pad_to)

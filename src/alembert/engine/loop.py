@@ -125,6 +125,8 @@ class Trainer:
             changing = [p.name for i, _, _ in users for p in self.plugins.active(i) if changes_inputs(p)]
             off = "no stage needs the teacher" if not users else \
                 f"{', '.join(dict.fromkeys(changing))} changes the inputs" if changing else \
+                "a loss averages over padding (positions: all), which the cache does not hold" if any(
+                    stage.pads_to_max_length for _, stage, _ in users) else \
                 "switched off (teacher_cache: false)" if not spec.enabled else \
                 "generated during training" if hasattr(self.sources[name], "add") else None
             with self.accelerator.local_main_process_first(), _cache_errors(root):  # one process per machine builds
@@ -168,7 +170,8 @@ class Trainer:
         # the objective's projections train too: under DDP it is wrapped to sync their gradients
         run_objective = acc.prepare(objective) if any(p.requires_grad for p in objective.parameters()) else objective
         reader = self.bank.reader(stage.sources, objective.teacher_request,
-                                  use_cache=not any(map(changes_inputs, plugins))) if objective.needs_teacher else None
+                                  use_cache=not any(map(changes_inputs, plugins)) and not stage.pads_to_max_length
+                                  ) if objective.needs_teacher else None
         ctx.live_teachers = reader.live if reader else []
         ctx.student_features = functools.partial(self._clean_features, tap)
         step_fn = make_step(stage.step, acc, optimizer, training.parameters,

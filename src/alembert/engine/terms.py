@@ -193,7 +193,7 @@ def _prediction(spec, context):
 def _hidden(spec, context):
     widths = (context.student.hidden_size, context.teacher.hidden_size)
     return LayerTerm(spec, _pairs(spec, context, False, spec.embeddings), "hidden", HiddenMSE(*widths),
-                     HiddenMSE(widths[0], widths[0]), cls_only=spec.cls_only)
+                     HiddenMSE(widths[0], widths[0]), cls_only=spec.cls_only, masked=spec.positions == "real")
 
 
 def _pkd(spec, context):  # PKD compares transformer layers only, at [CLS]
@@ -209,12 +209,14 @@ def _pkd(spec, context):  # PKD compares transformer layers only, at [CLS]
 def _attention(spec, context):
     loss = AttentionScoreMSE() if spec.type == "attention_mse" else AttentionProbKL()
     if spec.heads is None:
-        return LayerTerm(spec, _pairs(spec, context, True), "attention", loss)
+        return LayerTerm(spec, _pairs(spec, context, True), "attention", loss, masked=spec.positions == "real")
     for who, layout in (("student", context.student), ("teacher", context.teacher)):
         if (layout.num_heads * layout.head_size) % spec.heads:
             raise AlembertError(f"{context.field}: heads {spec.heads} does not divide the {who}'s attention width "
                                 f"{layout.num_heads * layout.head_size}")
-    return ResplitAttentionTerm(spec, _pairs(spec, context, True), loss)
+    term = ResplitAttentionTerm(spec, _pairs(spec, context, True), loss)
+    term.masked = spec.positions == "real"
+    return term
 
 
 def _relation(spec, context):

@@ -122,12 +122,18 @@ class PredictionLossSpec(LossSpec):
     tau_squared: bool = True
 
 
+# positions: which token positions a token loss averages over. real: the real tokens only, so padding (which
+# batching changes) never enters a loss; all: TinyBERT's convention, every position of batches padded to max_length.
+POSITIONS = Literal["real", "all"]
+
+
 class HiddenLossSpec(LossSpec):
     type: Literal["hidden_mse"]
     map: MAP_KINDS = "uniform"
     layers: list[int] | None = None  # teacher hidden indices for 'explicit', one per student index 0..M
     embeddings: bool = True  # include the embedding output (index 0 <-> 0) where the map allows it
     cls_only: bool = False  # compare the [CLS] position only (XtremeDistil's representation loss)
+    positions: POSITIONS = "real"
 
 
 class AttentionLossSpec(LossSpec):
@@ -141,6 +147,7 @@ class AttentionLossSpec(LossSpec):
     map: MAP_KINDS = "uniform"
     layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
     heads: int | None = Field(None, ge=1)
+    positions: POSITIONS = "real"
 
 
 class PKDLossSpec(LossSpec):
