@@ -229,20 +229,24 @@ class ConsistencyOptions(PluginOptions):
 
 
 class RLKDOptions(PluginOptions):
-    """RL-KD's teacher selector (our reconstruction of Yuan et al., AAAI 2021): a policy scores each
-    (example, teacher) pair from its state and picks the teachers the example is distilled from; REINFORCE with a
-    moving-average baseline; the student and the policy take turns."""
+    """RL-KD's teacher selector (Yuan et al., AAAI 2021; the parts the paper leaves open are ours, see
+    docs/RLKD.md): per (example, teacher), a logistic policy reads the state (the example's embedding from a frozen
+    encoder, the teacher's probabilities, its loss on the gold label) and selects the teacher or not; REINFORCE with
+    a baseline, on per-example rewards, trains it with its own optimizer."""
 
     type: Literal["rl_kd"]
     action: Literal["bernoulli", "soft"] = "bernoulli"  # select teachers, or weight them by a sampled sigmoid
     reward: Literal["student_loss", "distill_loss", "dev_metric"] = "student_loss"
     state: list[Literal["embedding", "probs", "gold_loss", "divergence"]] = Field(
-        ["embedding", "probs", "gold_loss", "divergence"], min_length=1)
+        ["embedding", "probs", "gold_loss"], min_length=1)
+    encoder: str | None = None  # the embedding's frozen encoder: a checkpoint; default the student before training
+    policy: Literal["per_teacher", "shared"] = "per_teacher"  # shared: one weight vector, a bias per teacher
     hidden: int = Field(0, ge=0)  # 0: a logistic policy, as the paper; else one hidden tanh layer
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-2, gt=0)
+    baseline: Literal["batch", "ema"] = "batch"  # batch: the other examples' mean reward; ema: a moving average
     baseline_momentum: float = Field(0.9, ge=0, lt=1)
     noise: float = Field(1.0, gt=0)  # 'soft': the spread of the sampled logit
-    warmup: float = Field(0.5, ge=0)  # epochs of each stage trained with equal weights before the policy acts
+    warmup: float = Field(0.0, ge=0)  # epochs at the start of each stage trained with equal weights, policy idle
     episode: int | None = Field(None, ge=1)  # student steps per policy update; default 1, or 20 for dev_metric
     dev_limit: int | None = Field(None, ge=1)  # dev examples scored for the 'dev_metric' reward (default: all)
 
