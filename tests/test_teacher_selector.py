@@ -111,7 +111,8 @@ def test_embedding_table_is_standardised_per_dimension_and_scaled_to_unit_total_
     assert float(z.var(0, unbiased=False).sum()) == pytest.approx(1.0, rel=1e-4)
 
 
-@pytest.mark.parametrize("shared, hidden, count", [(False, 0, 3 * 5 + 3), (True, 0, 5 + 3), (False, 8, 5 * 8 + 8 + 3 * 8 + 3)])
+@pytest.mark.parametrize("shared, hidden, count", [(False, 0, 3 * 5 + 3), (True, 0, 5 + 3),
+                                                   (False, 8, 5 * 8 + 8 + 3 * 8 + 3)])
 def test_policy_starts_at_one_half_with_weights_per_teacher_or_shared(shared, hidden, count):
     policy = SelectionPolicy(5, 3, shared=shared, hidden=hidden)
     logits = policy(torch.randn(4, 3, 5) * 10)
