@@ -41,9 +41,10 @@ benchmark: install
 benchmark-ild: install
 	$(PY) benchmarks/ild_family.py
 
-# several teachers and RL-KD: a teacher pool per task, 7 students x 3 tasks x 3 seeds, two runs at a time
-benchmark-multi: install
-	$(PY) benchmarks/multi_teacher.py
+# several teachers and RL-KD: a pool per task (MiniLM, MPNet, MiniLM's first 3 layers), 8 students x 3 tasks x 3
+# seeds, two runs at a time; resumable (run it again to continue). SMOKE=1: a tiny end-to-end check
+benchmark-multi: install-mpnet
+	$(PY) benchmarks/multi_teacher.py $(if $(SMOKE),--smoke)
 
 # NER (CoNLL-2003) and extractive QA (SQuAD dev split by article): teachers, 4-layer students by no teacher, KD
 # and TinyBERT-style ILD, 3 seeds, two single-thread runs at a time; finished runs are skipped

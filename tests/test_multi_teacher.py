@@ -184,28 +184,40 @@ def test_recipe_rejects_what_several_teachers_cannot_do(changes, message):
 
 @pytest.mark.parametrize("selector", [
     {"reward": "student_loss", "warmup": 0.5},
-    {"reward": "distill_loss", "action": "soft", "warmup": 0},
-    {"reward": "dev_metric", "episode": 3, "dev_limit": 16, "warmup": 0, "hidden": 8},
+    {"reward": "distill_loss", "action": "soft", "policy": "shared", "baseline": "ema"},
+    {"reward": "dev_metric", "episode": 3, "dev_limit": 16, "hidden": 8, "state": ["probs", "divergence"]},
 ])
 def test_rl_kd_selects_teachers_per_example_and_keeps_its_policy(tmp_path, toy_task, tiny_teacher_dir, selector):
     weak = tmp_path / "weak"
     tiny_bert(seed=5).save_pretrained(weak)
     write_tokenizer(weak)
+    stages = [{"name": "mean", "epochs": 1, "lr": 1e-3, "losses": [{"type": "prediction", "alpha": 0.5}]},
+              {"name": "rl", "epochs": 2, "lr": 1e-3, "plugins": [{"type": "rl_kd", **selector}],
+               "losses": [{"type": "prediction", "alpha": 0.5, "temperature": 2.0}]}]
     run = api.distill(_recipe(tmp_path, toy_task, [{"path": str(tiny_teacher_dir), "name": "strong"},
                                                    {"path": str(weak), "name": "weak"}],
-                              {"rule": "mean"}, student={"init": "extract", "layers": 2},
-                              plugins=[{"type": "rl_kd", **selector}]))
-    summary = run.report["teacher_selection"]["kd"]
+                              {"rule": "mean"}, stages, student={"init": "extract", "layers": 2}))
+    selection = run.report["teacher_selection"]
+    assert list(selection) == ["rl"]  # the equal-weight stage first, the policy idle
+    summary = selection["rl"]
     steps = 2 * 96 // 8
-    warmup = round(selector["warmup"] * 96 / 8)
+    warmup = round(selector.get("warmup", 0) * 96 / 8)
     assert summary["warmup_steps"] == warmup
     episode = selector.get("episode", 1)
-    assert summary["episodes"] == (steps - warmup) // episode
-    assert set(summary["selection_rate"]) == {"strong", "weak"}
-    assert all(0 <= r <= 1 for r in summary["selection_rate"].values())
+    assert summary["episodes"] == summary["policy_updates"] == (steps - warmup) // episode
+    for key in ("selection_rate", "mean_pi", "selection_rate_when_right", "selection_rate_when_wrong", "right_share"):
+        assert set(summary[key]) == {"strong", "weak"} and all(0 <= r <= 1 for r in summary[key].values()), key
+    assert 0 <= summary["no_teacher_share"] <= 1 and 0 < summary["entropy"] <= math.log(2) + 1e-6
+    assert summary["reward"]["mean"] is not None and summary["advantage"]["std"] is not None
+    assert summary["over_time"] and set(summary["over_time"][-1]["pi"]) == {"strong", "weak"}
     saved = json.loads((run.path / "selector" / "selector.json").read_text())
     assert saved["teachers"] == ["strong", "weak"] and saved["selector"]["reward"] == selector["reward"]
+    assert saved["history"]["rl"] and saved["state"] == selector.get("state", ["embedding", "probs", "gold_loss"])
     assert (run.path / "selector" / "policy.safetensors").is_file()
+    assert (run.path / "selector" / "selection.png").is_file()
+    report_md = (run.path / "report.md").read_text()
+    assert "## Teacher selection (RL-KD)" in report_md and "selector/selection.png" in report_md
     with open(run.path / "metrics.csv") as f:
         keys = {line.split(",")[2] for line in f}
-    assert {"select/strong", "select/weak", "policy/reward", "policy/baseline"} <= keys
+    assert {"select/strong", "select/weak", "pi/strong", "select_right/strong", "policy/no_teacher",
+            "policy/entropy", "policy/reward", "policy/advantage_std", "policy/baseline"} <= keys

@@ -94,18 +94,23 @@ def test_a_crashed_run_resumes_to_the_uninterrupted_result(tmp_path, toy_task, t
     assert log["examples_seen"] == whole.report["training"]["examples_seen"]
 
 
-def test_rl_kd_resumes_with_its_policy(tmp_path, toy_task, tiny_teacher_dir):
+@pytest.mark.parametrize("stage, step", [("mean", 5), ("rl", 7)])
+def test_rl_kd_resumes_with_its_policy(tmp_path, toy_task, tiny_teacher_dir, stage, step):
+    """RL-KD's schedule (an equal-weight stage, then the RL stage): its policy, optimizer, running statistics and
+    tallies come back, and its example embeddings are taken again from the student before training."""
     data = _recipe_data(tmp_path, toy_task, tiny_teacher_dir, "whole", teacher=None,
                         teachers=[{"path": str(tiny_teacher_dir), "name": "a"},
                                   {"path": str(tiny_teacher_dir), "name": "b"}],
-                        plugins=[{"type": "rl_kd", "reward": "student_loss", "warmup": 0.25}],
                         student={"init": "extract", "layers": 2},
-                        stages=[{"name": "kd", "epochs": 3, "lr": 1e-3, "eval_every": 4,
+                        stages=[{"name": "mean", "epochs": 1, "lr": 1e-3,
+                                 "losses": [{"type": "prediction", "alpha": 0.5}]},
+                                {"name": "rl", "epochs": 2, "lr": 1e-3, "eval_every": 4,
+                                 "plugins": [{"type": "rl_kd", "reward": "student_loss", "warmup": 0.25}],
                                  "losses": [{"type": "prediction", "alpha": 0.5}]}])
     whole = api.distill(recipe_from_dict(data))
     data["name"] = "crashed"
     with pytest.raises(KeyboardInterrupt):
-        api.distill(recipe_from_dict(data), plugins=[CrashAt("kd", 17)])
+        api.distill(recipe_from_dict(data), plugins=[CrashAt(stage, step)])
     resumed = api.distill(recipe_from_dict(data), resume=True)
     _assert_same_run(whole.path, resumed.path)
     policies = [load_file(run.path / "selector" / "policy.safetensors") for run in (whole, resumed)]

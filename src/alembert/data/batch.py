@@ -82,9 +82,9 @@ class Batch:
         return ", ".join(f"{names[s]}:{i}" for s, i in zip(self.source.tolist(), self.example_id.tolist()))
 
 
-def pad(encodings: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad token lists to the longest of the batch."""
-    length = max(len(e["input_ids"]) for e in encodings)
+def pad(encodings: list[dict], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad token lists to the longest of the batch, or to `length` (TinyBERT's fixed-length batches)."""
+    length = max(max(len(e["input_ids"]) for e in encodings), length or 0)
     out = {}
     for key in (k for k in TOKEN_FIELDS if k in encodings[0]):
         fill = pad_id if key == "input_ids" else 0

@@ -118,10 +118,12 @@ class EncodedExamples(Dataset):
         return collate(items, self.tokenizers.pad_ids())
 
 
-def collate(items: list[dict], pad_ids: dict[str, int], source_names: tuple[str, ...] = ()) -> Batch:
-    """A batch of items. Their labels: a class id or target each; a tag id per token of the student's view (a list:
-    token classification, padded with IGNORE); or the answer's (start, end) tokens (a tuple: extractive QA)."""
-    views = {name: pad([it[name] for it in items], pad_id) for name, pad_id in pad_ids.items()}
+def collate(items: list[dict], pad_ids: dict[str, int], source_names: tuple[str, ...] = (),
+            length: int | None = None) -> Batch:
+    """A batch of items, padded to `length` or to its longest. Their labels: a class id or target each; a tag id per
+    token of the student's view (a list: token classification, padded with IGNORE); or the answer's (start, end)
+    tokens (a tuple: extractive QA)."""
+    views = {name: pad([it[name] for it in items], pad_id, length) for name, pad_id in pad_ids.items()}
     labels = [it["label"] for it in items]
     return Batch(
         views=views,
@@ -154,9 +156,11 @@ def encode_examples(examples: list, tokenizer, max_length: int, teacher_tokenize
 
 
 class StageData(Dataset):
-    """A stage's sources one after another: global index g is example g - start(s) of source s."""
+    """A stage's sources one after another: global index g is example g - start(s) of source s. `pad_to`: every
+    batch padded to this length (TinyBERT's fixed-length batches), else to its longest example."""
 
-    def __init__(self, sources: dict[str, Dataset], pad_ids: dict[str, int]):
+    def __init__(self, sources: dict[str, Dataset], pad_ids: dict[str, int], pad_to: int | None = None):
+        self.pad_to = pad_to
         self.names = tuple(sources)
         self.sources = list(sources.values())
         self.pad_ids = pad_ids
@@ -178,4 +182,4 @@ class StageData(Dataset):
         return dict(self.sources[s][i], source=s)
 
     def collate(self, items: list[dict]) -> Batch:
-        return collate(items, self.pad_ids, self.names)
+        return collate(items, self.pad_ids, self.names, self.pad_to)

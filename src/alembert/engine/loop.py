@@ -127,7 +127,10 @@ class Trainer(Resumable):
             users = [(i, stage, o) for i, stage, o in needing if not changing[i]]  # the stages that may read it
             off = "no stage needs the teacher" if not needing else \
                 f"{', '.join(dict.fromkeys(n for names in changing.values() for n in names))} changes the inputs" \
-                if not users else "switched off (teacher_cache: false)" if not spec.enabled else \
+                if not users else \
+                "a loss averages over padding (positions: all), which the cache does not hold" if any(
+                    stage.pads_to_max_length for _, stage, _ in users) else \
+                "switched off (teacher_cache: false)" if not spec.enabled else \
                 "generated during training" if hasattr(self.sources[name], "add") else None
             with self.accelerator.local_main_process_first(), _cache_errors(root):  # one process per machine builds
                 self.bank.prepare(name, self.sources[name], union(o.teacher_request for *_, o in users) if users else
@@ -170,7 +173,8 @@ class Trainer(Resumable):
         # the objective's projections train too: under DDP it is wrapped to sync their gradients
         run_objective = acc.prepare(objective) if any(p.requires_grad for p in objective.parameters()) else objective
         reader = self.bank.reader(stage.sources, objective.teacher_request,
-                                  use_cache=not any(map(changes_inputs, plugins))) if objective.needs_teacher else None
+                                  use_cache=not any(map(changes_inputs, plugins)) and not stage.pads_to_max_length
+                                  ) if objective.needs_teacher else None
         ctx.live_teachers = reader.live if reader else []
         ctx.student_features = functools.partial(self._clean_features, tap)
         step_fn = make_step(stage.step, acc, optimizer, training.parameters,

@@ -14,12 +14,16 @@ from alembert.tasks.kinds import SEQUENCE
 
 
 def reduce(values: torch.Tensor, rows: torch.Tensor | None, example: torch.Tensor | None,
-           pairs: torch.Tensor | None) -> torch.Tensor:
-    """(B,) or (B, P) values to a scalar: pair weights, then the sum over pairs; example weights; then the mean
-    over the rows that count. A weight scales its example's value and leaves the normaliser as it is, so weights
-    of all ones give the unweighted value (Meta-KD's "multiply by w_i, then average")."""
+           pairs: torch.Tensor | None, pair_reduction: str = "sum") -> torch.Tensor:
+    """(B,) or (B, P) values to a scalar: pair weights, then the sum over pairs (or their mean, `pair_reduction`
+    "mean": PKD); example weights; then the mean over the rows that count. A weight scales its example's value and
+    leaves the normaliser as it is, so weights of all ones give the unweighted value (Meta-KD's "multiply by w_i,
+    then average"); under "mean" a pair weight likewise scales its pair and the divisor stays P."""
     if values.dim() == 2:
+        count = values.shape[1]
         values = (values * pairs.to(values.dtype)).sum(dim=1) if pairs is not None else values.sum(dim=1)
+        if pair_reduction == "mean":
+            values = values / max(count, 1)
     if example is not None:
         values = values * example.to(values.dtype)
     if rows is None or bool(rows.all()):  # every row counts: the plain mean (the same arithmetic as ever)
@@ -59,7 +63,7 @@ class Objective(nn.Module):
         parts: dict[str, float] = {}
         for index, term in enumerate(self.terms):
             for part in term.components(student, teachers, labels, label_mask, weights.teacher):
-                value = reduce(part.values, part.rows, weights.example, weights.pairs.get(index))
+                value = reduce(part.values, part.rows, weights.example, weights.pairs.get(index), term.pair_reduction)
                 parts[part.name] = float(value.detach())
                 total = total + term.weight * part.coef * value
         parts["total"] = float(total.detach())

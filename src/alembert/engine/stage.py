@@ -17,7 +17,8 @@ from alembert.models.layout import find_layout
 
 def stage_loader(stage, index: int, sources: dict, pad_ids: dict, recipe, domains) -> tuple[DataLoader, object]:
     """The stage's batches over its named sources, and the sampler (whose generator orders each epoch)."""
-    data = StageData({name: sources[name] for name in stage.sources}, pad_ids)
+    data = StageData({name: sources[name] for name in stage.sources}, pad_ids,
+                     recipe.max_length if stage.pads_to_max_length else None)
     sampler = make_sampler(stage.sampler, data, recipe.batch_size, recipe.seed + index, recipe.group_by_length,
                            domains)
     # the loader draws its per-epoch base seed (for worker processes, unused here) from the sampler's generator,

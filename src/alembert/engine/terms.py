@@ -56,7 +56,11 @@ class Component:
 
 
 class Term(nn.Module):
-    """A loss term. Subclasses set the requests and return their components."""
+    """A loss term. Subclasses set the requests and return their components. `pair_reduction`: how the objective
+    reduces a component's values over layer pairs, "sum" (TinyBERT's sum over mapped layers, and most papers') or
+    "mean" (PKD: its released code takes one MSE over every layer pair's normalised [CLS] vectors)."""
+
+    pair_reduction = "sum"
 
     def __init__(self, spec):
         super().__init__()
@@ -234,24 +238,30 @@ def _prediction(spec, context):
 def _hidden(spec, context):
     widths = (context.student.hidden_size, context.teacher.hidden_size)
     return LayerTerm(spec, _pairs(spec, context, False, spec.embeddings), "hidden", HiddenMSE(*widths),
-                     HiddenMSE(widths[0], widths[0]), cls_only=spec.cls_only)
+                     HiddenMSE(widths[0], widths[0]), cls_only=spec.cls_only, masked=spec.positions == "real")
 
 
 def _pkd(spec, context):  # PKD compares transformer layers only, at [CLS]
     widths = (context.student.hidden_size, context.teacher.hidden_size)
-    return LayerTerm(spec, _pairs(spec, context, False), "hidden", PKDLoss(*widths), PKDLoss(widths[0], widths[0]),
+    term = LayerTerm(spec, _pairs(spec, context, False), "hidden", PKDLoss(*widths), PKDLoss(widths[0], widths[0]),
                      cls_only=True)
+    # PKD's code (and CR-ILD's PKD_Loss) take one MSE over (batch, pairs, width): the mean over pairs, so beta keeps
+    # its meaning whatever the student's depth (a sum would multiply PKD's beta grid by the M - 1 pairs)
+    term.pair_reduction = "mean"
+    return term
 
 
 def _attention(spec, context):
     loss = AttentionScoreMSE() if spec.type == "attention_mse" else AttentionProbKL()
     if spec.heads is None:
-        return LayerTerm(spec, _pairs(spec, context, True), "attention", loss)
+        return LayerTerm(spec, _pairs(spec, context, True), "attention", loss, masked=spec.positions == "real")
     for who, layout in (("student", context.student), ("teacher", context.teacher)):
         if (layout.num_heads * layout.head_size) % spec.heads:
             raise AlembertError(f"{context.field}: heads {spec.heads} does not divide the {who}'s attention width "
                                 f"{layout.num_heads * layout.head_size}")
-    return ResplitAttentionTerm(spec, _pairs(spec, context, True), loss)
+    term = ResplitAttentionTerm(spec, _pairs(spec, context, True), loss)
+    term.masked = spec.positions == "real"
+    return term
 
 
 def _relation(spec, context):

@@ -146,6 +146,10 @@ def write_report(out: Path, report: dict, logger: RunLogger) -> None:
         md += ["## Teachers", "", "Each teacher's mean weight in the distillation loss per logged step"
                + (" and, under RL-KD, its selection rate" if report.get("teacher_selection") else "") + ".", "",
                "![teacher weights](teachers.png)", ""]
+    if report.get("teacher_selection"):  # RL-KD: per teacher, what the policy did (its plugin saved the plot)
+        from alembert.plugins.rl_kd_report import markdown
+
+        md += markdown(report["teacher_selection"])
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
 

@@ -3,8 +3,9 @@
 MixUp mixes each example with its partner in the reversed batch at the input of the first transformer layer, i.e.
 after the embedding layer (word + position + type embeddings, LayerNorm, dropout, and ELECTRA's projection), so
 teacher and student each mix their own embeddings of the same tokens with the same lambda. The attention mask is
-the union of the two examples' masks. Consistency keeps the student's distilled representations of the mix close
-to lambda * (its own on the clean input) + (1 - lambda) * (on the partner).
+the union of the two examples' masks. Consistency keeps the student's representations of the mix (its last-layer
+attention and hidden states, as CR-ILD; or each distilled layer term's) close to its own on the clean input and on
+the partner, weighted lambda and 1 - lambda.
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from torch import nn
 from alembert.data.batch import Batch
 from alembert.engine.objective import reduce
 from alembert.engine.plugins import Plugin
-from alembert.models.features import Features
+from alembert.engine.terms import LayerTerm
+from alembert.losses import AttentionProbKL, HiddenMSE
+from alembert.models.features import FeatureRequest, Features
 from alembert.models.layout import find_layout, hook_layer_input
-from alembert.recipe.specs import ConsistencyOptions, MixUpOptions
+from alembert.recipe.specs import AttentionLossSpec, ConsistencyOptions, HiddenLossSpec, MixUpOptions
 from alembert.registry import PLUGINS
 
 LAMBDA = "mixup_lambda"  # where MixUp leaves this step's lambda for consistency (Context.shared)
@@ -74,8 +77,16 @@ class Consistency(Plugin):
 
     Options = ConsistencyOptions
 
+    def student_request(self, ctx) -> FeatureRequest:
+        if not self.options.on:
+            return FeatureRequest()  # the distilled terms' features, which the objective requests already
+        last = find_layout(ctx.student).num_layers
+        return FeatureRequest(**{("attention" if kind == "attention" else "hidden"): frozenset({last})
+                                 for kind in self.options.on})
+
     def on_stage_start(self, ctx) -> None:
-        self.terms = ctx.objective.layer_terms(self.options.released_script)
+        self.terms = ctx.objective.layer_terms(self.options.released_script) if not self.options.on else \
+            last_layer_terms(self.options.on, find_layout(ctx.student))
 
     def extra_losses(self, out, ctx) -> dict[str, torch.Tensor]:
         ramp = (ctx.micro // ctx.steps_per_epoch) / math.ceil(ctx.stage.epochs) if self.options.ramp else 1.0
@@ -84,6 +95,19 @@ class Consistency(Plugin):
         clean = ctx.student_features(out.batch)
         return {"consistency": self.options.weight * ramp * consistency(out.student, clean, ctx.shared[LAMBDA],
                                                                         self.terms)}
+
+
+def last_layer_terms(kinds: list[str], layout) -> list[LayerTerm]:
+    """CR-ILD's consistency targets: the student's last-layer attention distributions (KL over real keys, averaged
+    over real query rows) and hidden states (MSE over real tokens), each against the student's own, weight 1."""
+    last, width, terms = layout.num_layers, layout.hidden_size, []
+    if "attention" in kinds:
+        spec = AttentionLossSpec(type="attention_kl", map="last")
+        terms.append(LayerTerm(spec, [(last, last)], "attention", AttentionProbKL()))
+    if "hidden" in kinds:
+        spec = HiddenLossSpec(type="hidden_mse", map="last", embeddings=False)
+        terms.append(LayerTerm(spec, [(last, last)], "hidden", HiddenMSE(width, width)))
+    return terms
 
 
 def consistency(mixed: Features, clean: Features, lam: float, terms) -> torch.Tensor:
@@ -96,5 +120,5 @@ def consistency(mixed: Features, clean: Features, lam: float, terms) -> torch.Te
         same = [(s, s) for s, _ in term.pairs]
         values = lam * term.pair_values(mixed, clean, same, clean.attention_mask, term.self_loss) \
             + (1 - lam) * term.pair_values(mixed, partner, same, partner.attention_mask, term.self_loss)
-        total = total + term.weight * reduce(values, None, None, None)
+        total = total + term.weight * reduce(values, None, None, None, term.pair_reduction)
     return total

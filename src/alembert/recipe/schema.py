@@ -54,6 +54,12 @@ class StageSpec(_Strict):
         return any(loss.type == "prediction" for loss in self.losses)
 
     @property
+    def pads_to_max_length(self) -> bool:
+        """A loss averages over every position, padding included (TinyBERT's convention): the stage's batches are
+        then padded to max_length, as TinyBERT's were, and the teacher runs live (its cache holds real tokens)."""
+        return any(getattr(loss, "positions", "real") == "all" for loss in self.losses)
+
+    @property
     def uses_labels(self) -> bool:
         return any(loss.type == "prediction" and loss.alpha < 1 for loss in self.losses)
 

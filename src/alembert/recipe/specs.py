@@ -122,12 +122,18 @@ class PredictionLossSpec(LossSpec):
     tau_squared: bool = True
 
 
+# positions: which token positions a token loss averages over. real: the real tokens only, so padding (which
+# batching changes) never enters a loss; all: TinyBERT's convention, every position of batches padded to max_length.
+POSITIONS = Literal["real", "all"]
+
+
 class HiddenLossSpec(LossSpec):
     type: Literal["hidden_mse"]
     map: MAP_KINDS = "uniform"
     layers: list[int] | None = None  # teacher hidden indices for 'explicit', one per student index 0..M
     embeddings: bool = True  # include the embedding output (index 0 <-> 0) where the map allows it
     cls_only: bool = False  # compare the [CLS] position only (XtremeDistil's representation loss)
+    positions: POSITIONS = "real"
 
 
 class AttentionLossSpec(LossSpec):
@@ -141,6 +147,7 @@ class AttentionLossSpec(LossSpec):
     map: MAP_KINDS = "uniform"
     layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
     heads: int | None = Field(None, ge=1)
+    positions: POSITIONS = "real"
 
 
 class PKDLossSpec(LossSpec):
@@ -201,34 +208,49 @@ class MixUpOptions(PluginOptions):
 
 
 class ConsistencyOptions(PluginOptions):
-    """Consistency of the student's distilled representations between a mixed input and its clean sources.
+    """Consistency of the student's representations between a mixed input and its clean sources.
 
-    weight is ramped linearly over the stage's epochs (0 in the first) when ramp is on. released_script: true
-    applies it only to attention_kl and hidden_mse terms, as CR-ILD's released code does, where it is inert
-    for the Q/K/V relations that its CR-ILD command distils."""
+    weight is ramped linearly over the stage's epochs (0 in the first) when ramp is on. What it acts on: `on`
+    [attention, hidden]: the student's last-layer attention distributions (KL) and hidden states (MSE), whatever the
+    stage distils, where CR-ILD puts it (its code's use_ic_att / use_ic_rep); unset: each layer term the stage
+    distils, with that term's own loss. released_script: true (with `on` unset) applies it only to attention_kl and
+    hidden_mse terms, as CR-ILD's released code does, where it is inert for the Q/K/V relations that its CR-ILD
+    command distils."""
 
     type: Literal["consistency"]
     weight: float = Field(0.1, ge=0)
     ramp: bool = True
+    on: list[Literal["attention", "hidden"]] | None = Field(None, min_length=1)
     released_script: bool = False
     requires: ClassVar[tuple[str, ...]] = ("mixup",)
 
+    @model_validator(mode="after")
+    def _one_choice(self):
+        if self.on is not None and self.released_script:
+            raise ValueError("set on (the representations it acts on) or released_script (the released code's "
+                             "choice among the distilled terms), not both")
+        return self
+
 
 class RLKDOptions(PluginOptions):
-    """RL-KD's teacher selector (our reconstruction of Yuan et al., AAAI 2021): a policy scores each
-    (example, teacher) pair from its state and picks the teachers the example is distilled from; REINFORCE with a
-    moving-average baseline; the student and the policy take turns."""
+    """RL-KD's teacher selector (Yuan et al., AAAI 2021; the parts the paper leaves open are ours, see
+    docs/RLKD.md): per (example, teacher), a logistic policy reads the state (the example's embedding from a frozen
+    encoder, the teacher's probabilities, its loss on the gold label) and selects the teacher or not; REINFORCE with
+    a baseline, on per-example rewards, trains it with its own optimizer."""
 
     type: Literal["rl_kd"]
     action: Literal["bernoulli", "soft"] = "bernoulli"  # select teachers, or weight them by a sampled sigmoid
     reward: Literal["student_loss", "distill_loss", "dev_metric"] = "student_loss"
     state: list[Literal["embedding", "probs", "gold_loss", "divergence"]] = Field(
-        ["embedding", "probs", "gold_loss", "divergence"], min_length=1)
+        ["embedding", "probs", "gold_loss"], min_length=1)
+    encoder: str | None = None  # the embedding's frozen encoder: a checkpoint; default the student before training
+    policy: Literal["per_teacher", "shared"] = "per_teacher"  # shared: one weight vector, a bias per teacher
     hidden: int = Field(0, ge=0)  # 0: a logistic policy, as the paper; else one hidden tanh layer
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-2, gt=0)
+    baseline: Literal["batch", "ema"] = "batch"  # batch: the other examples' mean reward; ema: a moving average
     baseline_momentum: float = Field(0.9, ge=0, lt=1)
     noise: float = Field(1.0, gt=0)  # 'soft': the spread of the sampled logit
-    warmup: float = Field(0.5, ge=0)  # epochs of each stage trained with equal weights before the policy acts
+    warmup: float = Field(0.0, ge=0)  # epochs at the start of each stage trained with equal weights, policy idle
     episode: int | None = Field(None, ge=1)  # student steps per policy update; default 1, or 20 for dev_metric
     dev_limit: int | None = Field(None, ge=1)  # dev examples scored for the 'dev_metric' reward (default: all)
     gold_labels: ClassVar[bool] = True  # its state and rewards read the gold label
@@ -303,8 +325,11 @@ class StressSpec(_Strict):
 
 class AssistantSpec(_Strict):
     """MiniLM's teacher assistant: first distil the teacher into a model of the teacher's depth and the student's
-    width with the recipe's stages, then distil that assistant into the student with the same stages."""
+    width with the recipe's stages, then distil that assistant into the student with the same stages. init
+    'extract': from the teacher's layers, narrowed by Extract-Then-Distill (student.select picks what is kept);
+    'spec': random weights."""
 
+    init: Literal["extract", "spec"] = "extract"
     layers: int | None = Field(None, ge=1)  # default: the teacher's depth
     hidden: int | None = Field(None, ge=1)  # default: the student's width
     heads: int | None = Field(None, ge=1)  # default: the student's heads
