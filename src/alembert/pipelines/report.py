@@ -25,6 +25,7 @@ def run_report(recipe, inputs, models: list[dict], result, plugins) -> dict:
         "seed": recipe.seed,
         "data": {"train_examples": len(inputs.train_examples), "dev_examples": len(inputs.dev_examples),
                  "train_limit": recipe.train_limit, "max_length": recipe.max_length,
+                 **({"train_fraction": recipe.train_fraction} if recipe.train_fraction is not None else {}),
                  "train_labels": describe(inputs.train_examples, task.num_labels),
                  **({"sources": {name: len(data) for name, data in inputs.sources.items() if name != "task"}}
                     if len(inputs.sources) > 1 else {})},
