@@ -249,3 +249,68 @@ def test_a_frozen_graph_keeps_its_initialisation_as_released(tmp_path, tiny_teac
     assert all(torch.equal(initial[k], saved[k]) for k in initial)
     ratios = run.report["hrkd"]["history"]
     assert len({json.dumps(h["ratios"]) for h in ratios}) > 1  # the ratios move with the prototypes all the same
+
+
+# ---- Meta-KD ------------------------------------------------------------------------------------------------------
+
+
+def test_prototype_and_expertise_weights_follow_easynlp_formulas():
+    from alembert.plugins.meta_kd import expertise, prototype_weights
+
+    h = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8], [1.0, 1.0], [0.0, -1.0]])
+    domains = torch.tensor([0, 0, 1, 1, 2, 2])
+    w = prototype_weights(h, domains, 3)
+    c = torch.stack([h[domains == d].mean(0) for d in range(3)])
+    cos = torch.nn.functional.cosine_similarity
+    for i in range(6):
+        d = int(domains[i])
+        others = torch.stack([c[e] for e in range(3) if e != d]).mean(0)
+        expected = (cos(h[i], c[d], dim=0) + cos(h[i], others, dim=0)) / 2
+        assert w[i] == pytest.approx(float(expected), abs=1e-6)
+    g = expertise(torch.tensor([[10.0, -10.0], [-10.0, 10.0], [0.0, 0.0]]), torch.tensor([0, 0, 1]))
+    assert g.tolist() == pytest.approx([0.5, 1 / (1 + torch.e), 1 / (1 + float(torch.exp(torch.tensor(0.25))))],
+                                       abs=1e-4)
+
+
+def _meta_teacher(tmp_path, teacher_dir, **changes) -> dict:
+    task = [_domain_task(tmp_path, "books", 1), _domain_task(tmp_path, "dvd", 2)]
+    data = {"name": "meta-teacher", "task": task, "output_dir": str(tmp_path / "out"), "max_length": 16,
+            "batch_size": 8, "speed": False, "checkpoint_every": 0,
+            "student": {"init": "checkpoint", "source": str(teacher_dir)},
+            "plugins": [{"type": "meta_teacher", "domain_weight": 0.5}],
+            "stages": [{"name": "finetune", "epochs": 1, "lr": 1e-3, "losses": [{"type": "prediction", "alpha": 0}]}]}
+    data.update(changes)
+    return data
+
+
+def _meta_student(tmp_path, teacher, domain="books", **changes) -> dict:
+    data = {"name": f"meta-{domain}", "task": _domain_task(tmp_path, domain, 1 if domain == "books" else 2),
+            "teacher": str(teacher), "output_dir": str(tmp_path / "out"), "max_length": 16, "batch_size": 8,
+            "speed": False, "checkpoint_every": 0, "cache_dir": str(tmp_path / "cache"),
+            "student": {"init": "extract", "layers": 2},
+            "stages": [{"name": "meta", "epochs": 1, "lr": 1e-3, "plugins": [{"type": "meta_distill"}],
+                        "losses": [{"type": "attention_mse"}, {"type": "hidden_mse"}]},
+                       {"name": "pred", "epochs": 1, "lr": 1e-3,
+                        "losses": [{"type": "prediction", "alpha": 1, "temperature": 2, "kd": "soft_ce",
+                                    "tau_squared": False}]}]}
+    data.update(changes)
+    return data
+
+
+def test_meta_kd_trains_a_meta_teacher_then_a_student_per_domain_from_it(tmp_path, tiny_teacher_dir):
+    teacher = api.distill(recipe_from_dict(_meta_teacher(tmp_path, tiny_teacher_dir)))
+    folder = teacher.path / "student"
+    table = json.loads((folder / "meta_teacher.json").read_text())
+    assert table["domains"] == ["books", "dvd"] and len(table["prototype_weights"]) == 80
+    assert all(-1 <= w <= 1 for w in table["prototype_weights"].values())
+    assert "domain_loss" in (teacher.path / "metrics.csv").read_text()
+    assert set(teacher.report["meta_teacher"]["prototype_weights"]) == {"books", "dvd"}
+    student = api.distill(recipe_from_dict(_meta_student(tmp_path, folder)))
+    assert set(student.report["task"]) >= {"name"} and student.report["task"]["name"] == "books"
+    assert 0 < student.report["meta_distill"]["prototype_weight_mean"] <= 1
+    assert "domain_mse" in (student.path / "metrics.csv").read_text()
+    # a student on other examples than the teacher's cannot read their weights: one line
+    (tmp_path / "x").mkdir()
+    with pytest.raises(AlembertError, match="training examples .* are not among .*meta_teacher.json"):
+        api.distill(recipe_from_dict(_meta_student(tmp_path, folder, name="other",
+                                                   task=_domain_task(tmp_path / "x", "books", 9))))
