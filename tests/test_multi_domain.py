@@ -314,3 +314,53 @@ def test_meta_kd_trains_a_meta_teacher_then_a_student_per_domain_from_it(tmp_pat
     with pytest.raises(AlembertError, match="training examples .* are not among .*meta_teacher.json"):
         api.distill(recipe_from_dict(_meta_student(tmp_path, folder, name="other",
                                                    task=_domain_task(tmp_path / "x", "books", 9))))
+
+
+# ---- bad input through the command line: one line, exit 2, nothing written ----------------------------------------
+
+
+def _bad(tmp_path, teacher):
+    """name -> (recipe, the line expected on stderr)."""
+    books, dvd = _domain_task(tmp_path, "books", 1), _domain_task(tmp_path, "dvd", 2)
+    odd = _domain_task(tmp_path, "odd", 3, labels=("neg", "pos"))
+    empty = _domain_task(tmp_path, "empty", 4)
+    (tmp_path / "empty-train.csv").write_text("text,label\n", encoding="utf-8")  # a header, no review
+    hrkd = _hrkd(tmp_path, teacher)
+    shuffled = _hrkd(tmp_path, teacher)
+    shuffled["stages"][0]["sampler"] = {"type": "shuffled"}
+    one = _hrkd(tmp_path, teacher, task=books)
+    one["stages"][0]["sampler"] = {"type": "shuffled"}
+    return {
+        "labels differ": (dict(hrkd, task=[books, odd]),
+                          "task: domains books and odd have different labels (0, 1 against neg, pos)"),
+        "fewer than k": (dict(hrkd, train_fraction=0.05), "sampler per_domain: k = 4 examples per domain, but domain "
+                                                          "'books' has 2"),
+        "empty domain": (dict(hrkd, task=[books, empty]), "empty-train.csv"),
+        "limit and fraction": (dict(hrkd, train_limit=10, train_fraction=0.5),
+                               "train_fraction: set either train_limit (a count) or train_fraction (a share), not "
+                               "both"),
+        "hrkd shuffled": (shuffled, "stages.0.sampler: hrkd compares the domains in every batch"),
+        "one domain": (one, "plugins: domain_heads needs a task given as one task per domain"),
+        "lookahead steps": (_hrkd(tmp_path, teacher, stages=[dict(hrkd["stages"][0], step={
+            "type": "meta", "outer": "lookahead", "inner_steps": 2})]), "outer lookahead differentiates through one "
+                                                                       "inner step"),
+        "meta teacher of one domain": (_meta_teacher(tmp_path, teacher, task=books),
+                                       "plugins: meta_teacher needs a task given as one task per domain"),
+        "not a meta-teacher": (_meta_student(tmp_path, teacher), f"{teacher}: no meta_teacher.safetensors and "
+                                                                 "meta_teacher.json (expected a meta-teacher"),
+    }
+
+
+@pytest.mark.parametrize("case", ["labels differ", "fewer than k", "empty domain", "limit and fraction",
+                                  "hrkd shuffled", "one domain", "lookahead steps", "meta teacher of one domain",
+                                  "not a meta-teacher"])
+def test_bad_multi_domain_input_is_one_line_and_exit_2(tmp_path, capsys, tiny_teacher_dir, case):
+    data, expected = _bad(tmp_path, tiny_teacher_dir)[case]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    assert main(["distill", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())
