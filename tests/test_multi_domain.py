@@ -181,7 +181,7 @@ def _recipe(tmp_path, teacher, task, **changes) -> dict:
     data = {"name": "run", "task": task, "teacher": str(teacher), "output_dir": str(tmp_path / "out"),
             "student": {"init": "extract", "layers": 2}, "max_length": 16, "batch_size": 8, "speed": False,
             "cache_dir": str(tmp_path / "cache"), "checkpoint_every": 0,
-            "stages": [{"name": "kd", "epochs": 2, "lr": 1e-3, "sampler": {"type": "per_domain", "k": 4},
+            "stages": [{"name": "kd", "epochs": 1, "lr": 1e-3, "sampler": {"type": "per_domain", "k": 4},
                         "losses": [{"type": "hidden_mse"}, {"type": "attention_mse"},
                                    {"type": "prediction", "alpha": 1.0}]}]}
     data.update(changes)
@@ -321,7 +321,7 @@ def test_meta_kd_trains_a_meta_teacher_then_a_student_per_domain_from_it(tmp_pat
 
 def _bad(tmp_path, teacher):
     """name -> (recipe, the line expected on stderr)."""
-    books, dvd = _domain_task(tmp_path, "books", 1), _domain_task(tmp_path, "dvd", 2)
+    books = _domain_task(tmp_path, "books", 1)
     odd = _domain_task(tmp_path, "odd", 3, labels=("neg", "pos"))
     empty = _domain_task(tmp_path, "empty", 4)
     (tmp_path / "empty-train.csv").write_text("text,label\n", encoding="utf-8")  # a header, no review
@@ -364,3 +364,29 @@ def test_bad_multi_domain_input_is_one_line_and_exit_2(tmp_path, capsys, tiny_te
     assert len(err) == 1 and expected in err[0], err
     out = tmp_path / "out"
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_interrupted_hrkd_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_teacher_dir):
+    from safetensors.torch import load_file
+
+    from alembert.engine.plugins import Plugin
+
+    class CrashAt(Plugin):
+        def after_step(self, ctx, parts):
+            if ctx.step == 7:
+                raise KeyboardInterrupt("simulated crash")
+
+    data = _hrkd(tmp_path, tiny_teacher_dir, checkpoint_every=3, name="whole")
+    data["stages"][0]["eval_every"] = 5
+    whole = api.distill(recipe_from_dict(data))
+    data["name"] = "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        api.distill(recipe_from_dict(data), plugins=[CrashAt()])
+    resumed = api.distill(recipe_from_dict(data), resume=True)
+    for part in ("domains/books", "domains/dvd", "student"):
+        a, b = (load_file(run.path / part / "model.safetensors") for run in (whole, resumed))
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    a, b = (load_file(run.path / "hrkd" / "graph.safetensors") for run in (whole, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.report["training"]["evaluations"] == resumed.report["training"]["evaluations"]
+    assert whole.report["hrkd"]["history"] == resumed.report["hrkd"]["history"]

@@ -8,6 +8,7 @@ student. A forward hook on the student's head answers each example with its doma
   example's logits from its own domain's head;
 - in evaluation, a domain view given to the evaluator (`set_domain_view`): each domain's dev examples are scored
   by its own head, the run's metric is the whole dev set's, each domain's beside it.
+Outside these (a plugin's `ctx.student_logits(batch)`), the student answers with domain 0's head.
 
 At the end each domain's model is written as a standard Hugging Face checkpoint, `domains/<domain>/` (the shared
 encoder and that domain's head: `AutoModelForSequenceClassification` loads it), and the student's extra heads are
