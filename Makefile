@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install install-mpnet test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed \
-	benchmark-base benchmark-ner-qa clean
+	benchmark-base benchmark-ner-qa benchmark-multi-domain clean
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,12 @@ benchmark-speed: install
 # x 3 seeds, ETD-Rand / ETD-Impt / depth-only, latency (benchmarks/RESULTS.md); resumable
 benchmark-base: install install-mpnet
 	$(PY) benchmarks/base_teacher.py
+
+# multi-domain distillation on Amazon's four domains: per-domain KD, multi-domain KD, Meta-KD and HRKD from an
+# all-mpnet-base-v2 teacher, full data and 10 % of each domain, 3 seeds (benchmarks/RESULTS.md); resumable.
+# SMOKE=1: a tiny end-to-end configuration (all-MiniLM-L6-v2, a few reviews per domain), minutes
+benchmark-multi-domain: install $(if $(SMOKE),,install-mpnet)
+	$(PY) benchmarks/multi_domain.py $(if $(SMOKE),--smoke)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

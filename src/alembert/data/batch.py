@@ -31,6 +31,7 @@ class Batch:
     source: torch.Tensor
     example_id: torch.Tensor
     source_names: tuple[str, ...] = ()
+    phase: str = "train"  # a step strategy's part of the batch: the meta step's 'support' and 'query' (ctx.phase)
 
     @property
     def size(self) -> int:

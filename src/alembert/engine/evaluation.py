@@ -17,6 +17,13 @@ class Evaluator:
         self.task, self.dev, self.batch_size = task, dev, batch_size
         self.domains = tuple(getattr(dev, "domains", ()))
         self._subsets: dict[str, object] = {}
+        self.view = None  # a plugin's per-domain view of the student: see set_domain_view
+
+    def set_domain_view(self, view) -> None:
+        """For a student that answers per domain (a head per domain): `view(d)` is a context manager under which
+        the model answers as domain d's model. Every example is then scored in its own domain's view, on 'dev'
+        and on 'dev/<domain>' alike; without a view, the model is scored as it is."""
+        self.view = view
 
     @property
     def names(self) -> list[str]:
@@ -37,7 +44,7 @@ class Evaluator:
         """The task's metrics of `model` on a named set (or on `data`); on 'dev' of a multi-domain task, each
         domain's too, as '<domain>/<metric>'."""
         data = data if data is not None else self.data(name)
-        logits = predict(model, data, self.batch_size)
+        logits = self._by_domain(model, data) if self.view is not None else predict(model, data, self.batch_size)
         metrics = metrics_of(self.task, data, logits)
         if name == "dev" and data is self.dev and len(self.domains) > 1:  # sequence classification only
             labels, ids = data.gold, np.asarray(data.domain_ids)
@@ -46,6 +53,20 @@ class Evaluator:
                 metrics.update({f"{domain}/{k}": v for k, v in
                                 self.task.compute_metrics(logits[rows], labels[rows]).items()})
         return metrics
+
+
+    def _by_domain(self, model, data) -> np.ndarray:
+        """Each domain's examples predicted in that domain's view, put back in the data's order."""
+        ids = np.asarray(data.domain_ids)
+        logits = None
+        for d in np.unique(ids).tolist():
+            rows = np.flatnonzero(ids == d)
+            with self.view(d):
+                part = predict(model, data.subset(rows.tolist()), self.batch_size)
+            if logits is None:
+                logits = np.zeros((len(ids), *part.shape[1:]), dtype=part.dtype)
+            logits[rows] = part
+        return logits
 
 
 class Selection:

@@ -195,6 +195,7 @@ class Trainer(Resumable):
             position = self._restore_stage(objective, optimizer, scheduler, plugins)
 
         def loss_of(batch):
+            ctx.phase = batch.phase  # the part of a meta step ('support', 'query') or 'train': plugins may weigh apart
             with self.autocast():
                 return self._loss(batch, run)
 

@@ -79,6 +79,9 @@ class Context:
     steps_per_epoch: int = 0  # batches per epoch
     total_steps: int = 0
     shared: dict = field(default_factory=dict)
+    # the loss being computed: 'train' (the standard step), or the meta step's 'support' / 'query' part, so a
+    # plugin may weigh them apart (HRKD's domain weights weigh the support loss; the query loss judges them)
+    phase: str = "train"
 
     @property
     def epoch(self) -> float:

@@ -28,6 +28,7 @@ def run_report(recipe, inputs, models: list[dict], result, plugins) -> dict:
         "seed": recipe.seed,
         "data": {"train_examples": len(inputs.train_examples), "dev_examples": len(inputs.dev_examples),
                  "train_limit": recipe.train_limit, "max_length": recipe.max_length,
+                 **({"train_fraction": recipe.train_fraction} if recipe.train_fraction is not None else {}),
                  "train_labels": train_labels(inputs.train_examples, task),
                  **({"train_windows": len(inputs.sources["task"]), "dev_windows": len(inputs.dev)}
                     if task.kind == SPANS else {}),

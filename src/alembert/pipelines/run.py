@@ -78,11 +78,11 @@ def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
     task = get_task(recipe.task_spec, recipe.data_dir)
     check_recipe_for_kind(recipe, task)
     data_seed = recipe.seed if recipe.data_seed is None else recipe.data_seed
-    train_examples = task.load("train", recipe.train_limit, data_seed)
+    train_examples = task.load("train", recipe.train_limit, data_seed, recipe.train_fraction)
     if recipe.stress is not None:
         train_examples = apply_stress(train_examples, **recipe.stress.model_dump(), num_labels=task.num_labels,
                                       seed=data_seed)
-    chosen = [k for k in ("train_limit", "stress") if getattr(recipe, k) is not None]
+    chosen = [k for k in ("train_limit", "train_fraction", "stress") if getattr(recipe, k) is not None]
     check_training_labels(train_examples, task, f"{task.source('train')} (after {' and '.join(chosen)})" if chosen
                           else None)
     dev_examples = task.load("dev", recipe.dev_limit, data_seed)
@@ -213,7 +213,7 @@ def _train_and_score(recipe, inputs: Inputs, plugins: PluginSet, checkpointing, 
     result = trainer.fit()
     if not process_state().is_main_process:
         return None
-    models = _score(recipe, inputs, teachers if score_teachers else [], assistant)
+    models = _score(recipe, inputs, teachers if score_teachers else [], assistant, trainer.evaluator)
     report = run_report(recipe, inputs, models, result, trainer.plugins)
     if assistant is not None:
         report["assistant"] = _shape(assistant)
@@ -228,8 +228,10 @@ def _train_and_score(recipe, inputs: Inputs, plugins: PluginSet, checkpointing, 
     return RunResult(None, report, inputs.student, inputs.tokenizer)
 
 
-def _score(recipe, inputs: Inputs, teachers: list, assistant) -> list[dict]:
-    """Every model scored on dev by one function, and (with `speed`) measured by one speed function."""
+def _score(recipe, inputs: Inputs, teachers: list, assistant, evaluator=None) -> list[dict]:
+    """Every model scored on dev by one function, and (with `speed`) measured by one speed function. A student that
+    answers per domain (a plugin gave the evaluator a domain view, e.g. a head per domain) is scored through it:
+    each domain's examples by that domain's model, with each domain's metrics beside the whole set's."""
     scored = []
     for spec, model, own in zip(recipe.teacher_list, teachers, inputs.own_tokenizers):
         name = "teacher" if len(recipe.teacher_list) == 1 else f"teacher:{spec.name}"
@@ -238,8 +240,9 @@ def _score(recipe, inputs: Inputs, teachers: list, assistant) -> list[dict]:
     if assistant is not None:
         scored.append(("assistant", assistant.cpu(), inputs.dev))
     scored.append(("student", inputs.student.cpu(), inputs.dev))
-    rows = [{"name": name, "metrics": score(model, data, inputs.task, recipe.eval_batch_size)}
-            for name, model, data in scored]
+    per_domain = evaluator is not None and evaluator.view is not None
+    rows = [{"name": name, "metrics": evaluator.score(model) if per_domain and name == "student" else
+             score(model, data, inputs.task, recipe.eval_batch_size)} for name, model, data in scored]
     if recipe.speed:  # timed together, interleaved: each ratio to the first model survives a busy machine
         profiles = speed_profiles({name: model for name, model, _ in scored}, recipe.max_length)
         for row in rows:

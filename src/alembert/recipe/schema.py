@@ -101,7 +101,8 @@ class Recipe(_Strict):
     max_length: int = Field(128, ge=8, le=4096)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
-    train_limit: int | None = Field(None, ge=1)  # a seeded subset of the train split
+    train_limit: int | None = Field(None, ge=1)  # a seeded subset of the train split (per domain for a task list)
+    train_fraction: float | None = Field(None, gt=0, le=1)  # or this share of it (of each domain's: few-shot)
     dev_limit: int | None = Field(None, ge=1)
     seed: int = Field(42, ge=0, le=2**32 - 1)
     data_seed: int | None = Field(None, ge=0, le=2**32 - 1)  # seeds the train_limit subset and stress transforms
@@ -153,6 +154,8 @@ class Recipe(_Strict):
     def _check(self):
         if self.teacher is not None and self.teachers is not None:
             raise ValueError("teachers: set either teacher (one) or teachers (a list), not both")
+        if self.train_limit is not None and self.train_fraction is not None:
+            raise ValueError("train_fraction: set either train_limit (a count) or train_fraction (a share), not both")
         names = [t.name for t in self.teacher_list]
         if len(set(names)) < len(names):
             raise ValueError(f"teachers: names must be unique (got {', '.join(names)})")

@@ -283,6 +283,21 @@ class MetaStepSpec(StepSpec):
     inner_lr: float = Field(1e-3, gt=0)
     inner_steps: int = Field(1, ge=1)
     support: float = Field(0.5, gt=0, lt=1)
+    # How the parameters that are not the student's (a plugin's, e.g. HRKD's domain graph) learn: `first_order`
+    # from the query loss as it stands; `lookahead` also through the inner step (the query loss at the adapted
+    # weights as a function of what weighed the support loss), by DARTS's finite-difference approximation.
+    outer: Literal["first_order", "lookahead"] = "first_order"
+    # What the student's own update is: `query`, the query loss's gradient at the adapted weights (FOMAML); or
+    # `batch`, the whole batch's loss at the weights before adaptation (a standard step, the outer part training
+    # only the plugin's parameters).
+    student: Literal["query", "batch"] = "query"
+    lookahead_radius: float = Field(0.01, gt=0)  # DARTS's epsilon * |query gradient|
+
+    @model_validator(mode="after")
+    def _one_inner_step(self):
+        if self.outer == "lookahead" and self.inner_steps != 1:
+            raise ValueError("outer lookahead differentiates through one inner step: set inner_steps: 1")
+        return self
 
 
 BUILTIN_STEPS = [StandardStepSpec, MetaStepSpec]

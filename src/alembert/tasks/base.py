@@ -46,13 +46,20 @@ class Task:
     def splits(self) -> tuple[str, ...]:
         return ("train", "dev", "test")
 
-    def load(self, split: str, limit: int | None = None, seed: int = 0) -> list[Example]:
-        """All examples of `split`, or a seeded random subset of `limit` of them in file order."""
+    def load(self, split: str, limit: int | None = None, seed: int = 0,
+             fraction: float | None = None) -> list[Example]:
+        """All examples of `split`, or a seeded random subset of them in file order: `limit` examples, or
+        `fraction` of them (round(fraction * n), at least 1: few-shot settings given as a share of the split)."""
         if split not in self.splits:
             raise AlembertError(f"{self.name}: unknown split '{split}' (expected one of {', '.join(self.splits)})")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise AlembertError(f"{self.name}: limit must be a positive integer, got {limit!r}")
-        return subset(self._read(split), limit, seed)
+        if fraction is not None and not 0 < fraction <= 1:
+            raise AlembertError(f"{self.name}: fraction must be in (0, 1], got {fraction!r}")
+        examples = self._read(split)
+        if fraction is not None:
+            limit = max(1, round(fraction * len(examples)))
+        return subset(examples, limit, seed)
 
     def compute_metrics(self, predictions, labels) -> dict[str, float]:
         unlabeled = sum(label is None for label in labels)

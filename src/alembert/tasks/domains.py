@@ -21,13 +21,16 @@ class DomainsTask(Task):
     def splits(self) -> tuple[str, ...]:
         return tuple(s for s in self.members[0].splits if all(s in m.splits for m in self.members))
 
-    def load(self, split: str, limit: int | None = None, seed: int = 0) -> list[Example]:
-        """Every domain's split, domain by domain; `limit` applies to each domain (a few-shot count)."""
+    def load(self, split: str, limit: int | None = None, seed: int = 0,
+             fraction: float | None = None) -> list[Example]:
+        """Every domain's split, domain by domain. `limit` and `fraction` apply to each domain on its own (a
+        few-shot count, or a share of each domain's examples), with the same seed: a domain's subset is the one
+        that domain loaded alone gives (so per-domain and multi-domain runs train on the same examples)."""
         if split not in self.splits:
             raise AlembertError(f"{self.name}: unknown split '{split}' (expected one of {', '.join(self.splits)})")
         out = []
         for member in self.members:
-            examples = member.load(split, limit, seed)
+            examples = member.load(split, limit, seed, fraction)
             if not examples:
                 raise AlembertError(f"{member.name}: the {split} split is empty (expected examples in every domain)")
             out += [replace(e, domain=member.name) for e in examples]
