@@ -187,3 +187,70 @@ def test_l2a_selects_generated_examples_by_a_reward_on_held_out_target_data(tmp_
     assert (run / "selector" / "selection.png").stat().st_size > 0 and (run / "selector" / "policy.safetensors").exists()
     history = json.loads((run / "selector" / "selector.json").read_text())["history"]["kd"]
     assert any("reward" in row for row in history)
+
+
+# ---- bad input, resume ---------------------------------------------------------------------------------------
+
+
+def _bad(tmp_path, teacher) -> dict:
+    l2a = {"type": "l2a", "from_sources": ["reviews"], "head_steps": 2}
+    no_stage = _recipe(tmp_path, teacher, {"type": "augment"})
+    no_stage["stages"][0]["data"] = "task"
+    return {
+        "l2a without a source": (_recipe(tmp_path, teacher, {"type": "l2a"}),
+                                 "from_sources: Value error, l2a generates from source domains"),
+        "n below 1": (_recipe(tmp_path, teacher, {"type": "augment", "n": 0}), "n: "),
+        "unknown source": (_recipe(tmp_path, teacher, dict(l2a, from_sources=["movies"])),
+                           "l2a.from_sources: no task or text source named 'movies' (known: reviews)"),
+        "not generated": (_recipe(tmp_path, teacher, dict(l2a, into="reviews")),
+                          "l2a.into: 'reviews' is not a generated source"),
+        "not trained on": (no_stage, "augment.into: no stage trains on 'aug'"),
+        "holdout too large": (_recipe(tmp_path, teacher, dict(l2a, holdout=0.95)),
+                              "l2a.holdout: 23 of the target's 24 training examples would be held out"),
+        "no teacher": (_without_teacher(_recipe(tmp_path, teacher, {"type": "augment"})), "augment needs a teacher"),
+    }
+
+
+def _without_teacher(data: dict) -> dict:
+    data["student"] = {"init": "checkpoint", "source": data.pop("teacher")}
+    data["stages"][0]["losses"] = [{"type": "prediction", "alpha": 0.0}]
+    return data
+
+
+@pytest.mark.parametrize("case", ["l2a without a source", "n below 1", "unknown source", "not generated",
+                                  "not trained on", "holdout too large", "no teacher"])
+def test_bad_augmentation_input_is_one_line_and_exit_2(tmp_path, capsys, tiny_teacher_dir, case):
+    data, expected = _bad(tmp_path, tiny_teacher_dir)[case]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    assert main(["distill", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_interrupted_l2a_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_teacher_dir):
+    from safetensors.torch import load_file
+
+    from alembert.engine.plugins import Plugin
+
+    class CrashAt(Plugin):
+        def after_step(self, ctx, parts):
+            if ctx.step == 7:
+                raise KeyboardInterrupt("simulated crash")
+
+    plugin = {"type": "l2a", "n": 2, "from_sources": ["reviews"], "head_steps": 10, "steps": 2, "episode": 2,
+              "log_every": 1}
+    data = _recipe(tmp_path, tiny_teacher_dir, plugin, checkpoint_every=3, name="whole")
+    whole = api.distill(recipe_from_dict(data))
+    data["name"] = "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        api.distill(recipe_from_dict(data), plugins=[CrashAt()])
+    resumed = api.distill(recipe_from_dict(data), resume=True)
+    for part in ("student/model.safetensors", "selector/policy.safetensors"):
+        a, b = (load_file(run.path / part) for run in (whole, resumed))
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    assert whole.report["l2a"] == resumed.report["l2a"] | {"generation": whole.report["l2a"]["generation"]}
+    assert _jsonl(whole.path / "augmented.jsonl") == _jsonl(resumed.path / "augmented.jsonl")

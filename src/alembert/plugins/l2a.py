@@ -37,6 +37,7 @@ from alembert.registry import PLUGINS
 class L2AOptions(GeneratorOptions):
     generator: Literal["neighbours", "mlm"] = "mlm"
     n: int = Field(2, ge=1)
+    from_sources: list[str] = Field([], validate_default=True)  # required: see _sources
     holdout: float = Field(0.2, gt=0, lt=1)  # share of the target's training examples kept out for the reward
     reward: Literal["log_likelihood", "metric"] = "log_likelihood"  # on the held-out examples' gold labels
     episode: int = Field(10, ge=1)  # acted batches per policy update
