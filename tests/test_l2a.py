@@ -67,28 +67,35 @@ def test_neighbour_replacement_keeps_the_words_count_and_puts_real_whole_word_to
 # ---- the masked-LM head and the chain ------------------------------------------------------------------------
 
 
-def test_training_the_masked_lm_head_lowers_its_held_out_loss_and_leaves_the_encoder_alone(tokenizer):
+@pytest.mark.parametrize("train_layers", [0, 1])
+def test_training_the_masked_lm_lowers_its_held_out_loss_and_never_changes_the_teacher(tokenizer, train_layers):
     model = tiny_bert()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    head, training = train_head(model, tokenizer, TEXTS, steps=100, batch_size=8, lr=1e-2, max_length=16, seed=0)
+    lm, training = train_head(model, tokenizer, TEXTS, steps=100, batch_size=8, lr=1e-2, max_length=16, seed=0,
+                              train_layers=train_layers)
     assert training.loss_after < training.loss_before - 0.2, training
     assert training.steps == 100 and training.seconds > 0 and len(training.losses) == 100
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the encoder is frozen
-    assert "_embeddings" not in dict(head.named_modules()) and len(head.state_dict()) == 5  # tied, not copied
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the teacher is left as it was
+    assert len(lm.head.state_dict()) == 5  # dense, LayerNorm, bias: the output layer is the embeddings, tied
+    copied = lm.encoder is not model
+    assert copied == bool(train_layers)
+    if copied:  # its top layer trained, the rest of the copy did not
+        trained = {k for k, v in lm.encoder.state_dict().items() if not torch.equal(v, before[k])}
+        assert trained and all(k.startswith("bert.encoder.layer.3.") for k in trained), trained
 
 
 def test_markov_refill_changes_the_masked_tokens_only(tokenizer):
     model = tiny_bert()
-    head, _ = train_head(model, tokenizer, TEXTS, steps=5, batch_size=8, max_length=16, seed=0)
+    lm, _ = train_head(model, tokenizer, TEXTS, steps=5, batch_size=8, max_length=16, seed=0)
     ids, mask = encode_texts(tokenizer, TEXTS[:6], 16, "cpu")
     generator = torch.Generator().manual_seed(0)
     masks = choose_masks(maskable(ids, mask, tokenizer), 0.5, generator)
     assert masks.any(1).all() and not (masks & ~maskable(ids, mask, tokenizer)).any()  # never [CLS], [SEP], padding
-    out = refill(model, head, tokenizer, ids, mask, masks, 1.0, generator)
+    out = refill(lm, tokenizer, ids, mask, masks, 1.0, generator)
     assert torch.equal(out[~masks], ids[~masks])
     assert (out[masks] != ids[masks]).any()
     assert not torch.isin(out[masks], torch.tensor(tokenizer.all_special_ids)).any()  # real tokens only
-    texts, changed = run_chain(model, head, tokenizer, TEXTS[:6], 3, 0.3, 1.0, 16, generator)
+    texts, changed = run_chain(lm, tokenizer, TEXTS[:6], 3, 0.3, 1.0, 16, generator)
     assert len(texts) == 6 and all(t and set(t.split()) <= set(WORDS) for t in texts)
     assert all(0 < c <= 1 for c in changed)
 

@@ -52,11 +52,11 @@ def by_neighbours(starts: list[Start], n: int, replacer: NeighbourReplacer, rng:
                       s.origin, s.origin_id, v) for s in starts for v in range(n)]
 
 
-def by_chain(starts: list[Start], n: int, model, head, tokenizer, steps: int, mask_rate: float, temperature: float,
+def by_chain(starts: list[Start], n: int, lm, tokenizer, steps: int, mask_rate: float, temperature: float,
              max_length: int, generator: torch.Generator) -> list[Candidate]:
     """n chains from every start (single sentences: a pair's second sentence is kept as it is)."""
     texts = [s.text_a for s in starts for _ in range(n)]
-    out, changed = run_chain(model, head, tokenizer, texts, steps, mask_rate, temperature, max_length, generator)
+    out, changed = run_chain(lm, tokenizer, texts, steps, mask_rate, temperature, max_length, generator)
     return [Candidate(text, starts[i // n].text_b, starts[i // n].origin, starts[i // n].origin_id, i % n, c)
             for i, (text, c) in enumerate(zip(out, changed))]
 
@@ -73,12 +73,13 @@ def generate(options, teacher, tokenizer, target: list[Start], sources: list[Sta
         candidates = by_neighbours(target + sources, options.n, replacer, rng)
     else:
         texts = [s.text_a for s in target + sources] + [s.text_b for s in target + sources if s.text_b]
-        head, training = train_head(teacher, tokenizer, texts, options.head_steps, options.head_batch_size,
-                                    options.head_lr, options.head_mask_rate, max_length, seed)
+        lm, training = train_head(teacher, tokenizer, texts, options.head_steps, options.head_batch_size,
+                                  options.head_lr, options.head_mask_rate, max_length, seed, options.train_layers)
         info["head"] = {"steps": training.steps, "texts": training.texts, "seconds": round(training.seconds, 2),
+                        "train_layers": training.train_layers,
                         "masked_loss_before": training.loss_before, "masked_loss_after": training.loss_after}
         chain_start = time.perf_counter()
-        candidates = by_chain(target + sources, options.n, teacher, head, tokenizer, options.steps,
+        candidates = by_chain(target + sources, options.n, lm, tokenizer, options.steps,
                               options.mask_rate, options.temperature, max_length, generator)
         info["chain_seconds"] = round(time.perf_counter() - chain_start, 2)
     candidates = [c for c in candidates if c.text_a.strip()]

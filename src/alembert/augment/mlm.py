@@ -1,11 +1,15 @@
-"""A masked-LM head for an encoder that ships without one (sentence-transformers checkpoints, fine-tuned
-classifiers): BERT's head shape (dense, GELU, LayerNorm, then the output layer tied to the encoder's input
-embeddings, with a bias of its own), trained briefly on masked text while the encoder stays frozen.
+"""A masked-LM generator for an encoder that ships without a masked-LM head (sentence-transformers checkpoints,
+fine-tuned classifiers): BERT's head shape (dense, GELU, LayerNorm, then the output layer tied to the encoder's
+input embeddings, with a bias of its own) on a copy of the encoder whose top `train_layers` layers train with it,
+briefly, on masked text of the target and the sources.
 
-The encoder is frozen so the generator is the teacher's own encoder (its vocabulary and domain knowledge) and the
-head is cheap: only its dense layer, LayerNorm and bias train, and the encoder runs without gradient."""
+Why the copy's top layers train too: a head on a frozen sentence encoder learns little more than word frequencies
+(measured on all-MiniLM-L6-v2 and Amazon reviews: held-out masked loss 6.5 nats after 150 steps, against 7.9 for
+the frequencies alone), so its chains drift into noise. The teacher itself is never changed."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -14,11 +18,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from alembert.errors import AlembertError
+from alembert.models.layout import find_layout
 
 
 class MLMHead(nn.Module):
-    """Logits over the vocabulary from the encoder's last hidden states; the output weights are the (frozen)
-    input embeddings, held by reference so they are neither trained nor saved with the head."""
+    """Logits over the vocabulary from hidden states; the output weights are the (frozen) input embeddings, held by
+    reference so they are neither trained nor saved with the head."""
 
     def __init__(self, embeddings: nn.Embedding, hidden_size: int):
         super().__init__()
@@ -32,15 +37,38 @@ class MLMHead(nn.Module):
         return x @ self._embeddings[0].weight.detach().float().t() + self.bias
 
 
-@torch.no_grad()
-def last_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The encoder's last hidden states, in eval mode (no dropout)."""
-    was_training = model.training
-    model.eval()
-    try:
-        return model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
-    finally:
-        model.train(was_training)
+class MaskedLM(nn.Module):
+    """An encoder (a model that returns hidden states) and its head: `logits(input_ids, attention_mask)`."""
+
+    def __init__(self, encoder, head: MLMHead, encoder_trains: bool = False):
+        super().__init__()
+        self.encoder, self.head, self.encoder_trains = encoder, head, encoder_trains
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, grad: bool = False) -> torch.Tensor:
+        was_training = self.encoder.training
+        self.encoder.eval()  # no dropout: the chain and the scores are deterministic given the masks
+        try:
+            with contextlib.nullcontext() if grad and self.encoder_trains else torch.no_grad():
+                hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                      output_hidden_states=True).hidden_states[-1]
+            with contextlib.nullcontext() if grad else torch.no_grad():
+                return self.head(hidden)
+        finally:
+            self.encoder.train(was_training)
+
+
+def generator_copy(model, train_layers: int):
+    """`model` itself when nothing of the encoder trains, else a copy whose top `train_layers` layers train."""
+    if train_layers == 0:
+        return model
+    layout = find_layout(model)
+    if train_layers > layout.num_layers:
+        raise AlembertError(f"generator: train_layers {train_layers} is more than the encoder's {layout.num_layers} "
+                            "layers")
+    encoder = copy.deepcopy(model).requires_grad_(False)
+    for layer in encoder.get_submodule(layout.layers_path)[layout.num_layers - train_layers:]:
+        layer.requires_grad_(True)
+    return encoder
 
 
 def maskable(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer) -> torch.Tensor:
@@ -65,28 +93,31 @@ def encode_texts(tokenizer, texts: list[str], max_length: int, device) -> tuple[
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
-def masked_loss(model, head: MLMHead, tokenizer, input_ids, attention_mask, masks) -> torch.Tensor:
+def masked_loss(lm: MaskedLM, tokenizer, input_ids, attention_mask, masks, grad: bool = False) -> torch.Tensor:
     inputs = input_ids.masked_fill(masks, tokenizer.mask_token_id)
-    logits = head(last_hidden(model, inputs, attention_mask)[masks])
-    return F.cross_entropy(logits, input_ids[masks])
+    return F.cross_entropy(lm.logits(inputs, attention_mask, grad)[masks], input_ids[masks])
 
 
 @dataclass
 class HeadTraining:
-    """What training the head took and did: the held-out masked loss before and after, per-step losses, time."""
+    """What training the generator took and did: the held-out masked loss before and after, per-step losses,
+    seconds, the texts it read and the encoder layers that trained with the head."""
 
     loss_before: float
     loss_after: float
     steps: int
     seconds: float
     texts: int
+    train_layers: int
     losses: list[float] = field(default_factory=list)
 
 
 def train_head(model, tokenizer, texts: list[str], steps: int = 200, batch_size: int = 16, lr: float = 1e-3,
-               mask_rate: float = 0.15, max_length: int = 128, seed: int = 0) -> tuple[MLMHead, HeadTraining]:
-    """A head on `model`'s frozen encoder, trained `steps` Adam steps on `texts` with `mask_rate` of the tokens
-    masked; scored before and after on a fixed held-out slice of the texts (its own masks)."""
+               mask_rate: float = 0.15, max_length: int = 128, seed: int = 0,
+               train_layers: int = 0) -> tuple[MaskedLM, HeadTraining]:
+    """A masked LM from `model`'s encoder: a new head (and a copy of the top `train_layers` layers) trained `steps`
+    Adam steps on `texts` with `mask_rate` of the tokens masked; scored before and after on a fixed held-out slice
+    of the texts (its own masks)."""
     if tokenizer.mask_token_id is None:
         raise AlembertError("generator: the teacher's tokenizer has no mask token, so a masked-LM head cannot be "
                             "trained on it")
@@ -97,7 +128,9 @@ def train_head(model, tokenizer, texts: list[str], steps: int = 200, batch_size:
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the head's initial weights, without touching the run's streams
         torch.manual_seed(seed)
-        head = MLMHead(model.get_input_embeddings(), model.config.hidden_size).to(device)
+        encoder = generator_copy(model, train_layers)
+        head = MLMHead(encoder.get_input_embeddings(), encoder.config.hidden_size).to(device)
+        lm = MaskedLM(encoder, head, encoder_trains=encoder is not model)
     order = torch.randperm(len(texts), generator=generator).tolist()
     held = [texts[i] for i in order[:max(1, min(64, len(texts) // 10))]]
     train = [texts[i] for i in order[len(held):]] or held
@@ -105,11 +138,19 @@ def train_head(model, tokenizer, texts: list[str], steps: int = 200, batch_size:
     held_masks = choose_masks(maskable(held_ids, held_mask, tokenizer), mask_rate, generator)
 
     def held_out() -> float:
-        with torch.no_grad():
-            return float(masked_loss(model, head, tokenizer, held_ids, held_mask, held_masks))
+        return float(masked_loss(lm, tokenizer, held_ids, held_mask, held_masks))
 
+    with torch.no_grad():  # start from the texts' token frequencies (add-one): the head then learns the context
+        counts = torch.ones_like(head.bias)
+        for i in range(0, len(train), 256):
+            ids, mask = encode_texts(tokenizer, train[i:i + 256], max_length, device)
+            counts.index_add_(0, ids[mask.bool()], torch.ones(int(mask.sum()), device=device))
+        head.bias.copy_((counts / counts.sum()).log())
     before = held_out()
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    # the head, and the copy's open layers; never the caller's model (which is the encoder when nothing else trains)
+    trained = list(lm.head.parameters()) + ([p for p in encoder.parameters() if p.requires_grad]
+                                            if encoder is not model else [])
+    optimizer = torch.optim.Adam(trained, lr=lr)
     losses, queue = [], []
     for _ in range(steps):
         if len(queue) < batch_size:
@@ -117,10 +158,12 @@ def train_head(model, tokenizer, texts: list[str], steps: int = 200, batch_size:
         rows, queue = queue[:batch_size], queue[batch_size:]
         ids, mask = encode_texts(tokenizer, [train[i] for i in rows], max_length, device)
         masks = choose_masks(maskable(ids, mask, tokenizer), mask_rate, generator)
-        loss = masked_loss(model, head, tokenizer, ids, mask, masks)
+        loss = masked_loss(lm, tokenizer, ids, mask, masks, grad=True)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-    head.eval()
-    return head, HeadTraining(before, held_out(), steps, time.perf_counter() - start, len(texts), losses)
+    lm.head.requires_grad_(False)
+    if encoder is not model:
+        encoder.requires_grad_(False)
+    return lm, HeadTraining(before, held_out(), steps, time.perf_counter() - start, len(texts), train_layers, losses)
