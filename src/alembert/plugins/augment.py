@@ -42,9 +42,9 @@ class GeneratorOptions(PluginOptions):
     head_batch_size: int = Field(16, ge=1)
     head_lr: float = Field(1e-3, gt=0)
     head_mask_rate: float = Field(0.15, gt=0, lt=1)
-    train_layers: int = Field(2, ge=0)  # the encoder's top layers trained with the head (on a copy)
+    train_layers: int = Field(0, ge=0)  # the encoder's top layers trained with the head (on a copy)
     steps: int = Field(3, ge=1)
-    mask_rate: float = Field(0.3, gt=0, le=1)
+    mask_rate: float = Field(0.15, gt=0, le=1)
     temperature: float = Field(1.0, gt=0)
 
 
