@@ -261,3 +261,26 @@ def test_an_interrupted_l2a_run_resumes_to_the_uninterrupted_result(tmp_path, ti
         assert all(torch.equal(a[k], b[k]) for k in a), part
     assert whole.report["l2a"] == resumed.report["l2a"] | {"generation": whole.report["l2a"]["generation"]}
     assert _jsonl(whole.path / "augmented.jsonl") == _jsonl(resumed.path / "augmented.jsonl")
+
+
+@pytest.mark.parametrize("recipe", ["augment.yaml", "l2a.yaml"])
+def test_the_shipped_recipes_run_through_the_cli_on_tiny_models(tmp_path, tiny_teacher_dir, recipe):
+    from pathlib import Path
+
+    source = {"type": "task", "task": _toy(tmp_path, "source", 40, 2), "labels": False}
+    sets = {"task": json.dumps(_toy(tmp_path, "target", 24, 1)), "teacher": str(tiny_teacher_dir),
+            "output_dir": str(tmp_path / "out"), "name": "run", "max_length": "16", "batch_size": "8",
+            "train_limit": "null", "student": json.dumps({"init": "extract", "layers": 2}), "speed": "false",
+            "cache_dir": str(tmp_path / "cache"), "stages.0.epochs": "1"}
+    if recipe == "l2a.yaml":
+        sets.update({"sources": json.dumps({"aug": {"type": "generated"}, "reviews": source}),
+                     "stages.0.plugins.0.from_sources": "[reviews]", "stages.0.plugins.0.head_steps": "5",
+                     "stages.0.plugins.0.episode": "2"})
+    args = ["distill", str(Path(__file__).resolve().parents[1] / "recipes" / recipe)]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    assert main(args) == 0
+    run = tmp_path / "out" / "run"
+    assert len(_jsonl(run / "augmented.jsonl")) == (24 * 4 if recipe == "augment.yaml" else 19 + 40)
+    report = json.loads((run / "report.json").read_text())
+    assert ("l2a" if recipe == "l2a.yaml" else "augment") in report
