@@ -119,7 +119,7 @@ def student_recipe(cfg: dict, setting_name: str, method: str, seed: int, teacher
     sources = sources_of(cfg, setting)
     stage = {"name": "kd", "epochs": 1000, "max_steps": cfg["steps"], "lr": cfg["lr"], "evaluate": False,
              "losses": [{"type": "prediction", "alpha": 0.7, "temperature": 1.0}]}
-    generator = {"n": cfg["variants"], "head_steps": cfg["head_steps"], "source_limit": cfg["source_limit"]}
+    generator = {"n": 1, "head_steps": cfg["head_steps"], "source_limit": cfg["source_limit"]}  # a chain a start
     if method == "source-kd":
         data["sources"] = sources
         stage["data"] = "+".join(["task", *sources])
@@ -128,12 +128,11 @@ def student_recipe(cfg: dict, setting_name: str, method: str, seed: int, teacher
         stage["data"] = "task+aug"
         data["plugins"] = [{"type": "augment", "generator": "neighbours", "n": cfg["variants"]}
                            if method == "tinybert-aug" else
-                           {"type": "augment", "generator": "mlm", "from_sources": list(sources), **generator,
-                            "n": 1}]
+                           {"type": "augment", "generator": "mlm", "from_sources": list(sources), **generator}]
     elif method == "l2a":
         shipped = load_recipe(ROOT / "recipes" / "l2a.yaml").model_dump(exclude_unset=True)
-        plugin = dict(shipped["stages"][0]["plugins"][0], from_sources=list(sources), episode=cfg["episode"],
-                      **generator, n=1)
+        plugin = {**shipped["stages"][0]["plugins"][0], "from_sources": list(sources), "episode": cfg["episode"],
+                  **generator}
         data["sources"] = {"aug": {"type": "generated"}, **sources}
         stage.update(data="task+aug", plugins=[plugin])
     data["stages"] = [stage]
@@ -163,6 +162,7 @@ def _score(cfg: dict, setting_name: str, run: Path) -> None:
         gpu_mb = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
     except ImportError:
         gpu_mb = None
+    # accuracy in percent, as alembert reports it
     (run / "test.json").write_text(json.dumps({"split": split, "accuracy": metrics["accuracy"],
                                                "peak_rss_mb": round(peak_mb), "peak_gpu_mb": gpu_mb}, indent=1)
                                    + "\n")
@@ -203,9 +203,10 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) ->
         for method in METHODS:
             names = {s: run_name(setting, method, s, teacher) for s in seeds}
             done = {s: n for s, n in names.items() if _done(cfg, n)}
-            per_seed[method] = {s: 100 * _json(cfg["runs"] / n / "test.json")["accuracy"] for s, n in done.items()}
+            per_seed[method] = {s: _json(cfg["runs"] / n / "test.json")["accuracy"] for s, n in done.items()}
             costs[method] = [_cost(cfg, n) for n in done.values()]
-        rows = {f"teacher ({k})": _parallel.spread([100 * t["accuracy"]] if t else []) for k, t in teachers.items()}
+        rows = {f"teacher ({k})": _parallel.spread([t["accuracy"]] if t else []) for k, t in teachers.items()}
+        costs.update({f"teacher ({k})": [_cost(cfg, f"{setting}-teacher-{k}")] for k, t in teachers.items() if t})
         rows.update({m: _parallel.spread(list(v.values())) for m, v in per_seed.items()})
         paired = {}
         for baseline in METHODS[:-1]:
@@ -215,7 +216,7 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) ->
                 paired[baseline] = {**_parallel.spread(diffs), "differences": diffs, "wins": sum(d > 0 for d in diffs)}
         own = teachers[teacher]
         if own and per_seed["l2a"]:
-            diffs = [v - 100 * own["accuracy"] for v in per_seed["l2a"].values()]
+            diffs = [v - own["accuracy"] for v in per_seed["l2a"].values()]
             paired[f"teacher ({teacher})"] = {**_parallel.spread(diffs), "differences": diffs,
                                               "wins": sum(d >= 0 for d in diffs)}
         results[setting] = {"rows": rows, "per_seed": per_seed, "paired": paired, "costs": costs}

@@ -191,7 +191,8 @@ def test_l2a_selects_generated_examples_by_a_reward_on_held_out_target_data(tmp_
     rows = _jsonl(run / "augmented.jsonl")
     assert len(rows) == 2 * (18 + 40) and sum(r["drawn"] for r in rows) > 0
     assert all(r["kept"] <= r["drawn"] for r in rows)
-    assert (run / "selector" / "selection.png").stat().st_size > 0 and (run / "selector" / "policy.safetensors").exists()
+    assert (run / "selector" / "selection.png").stat().st_size > 0
+    assert (run / "selector" / "policy.safetensors").exists()
     history = json.loads((run / "selector" / "selector.json").read_text())["history"]["kd"]
     assert any("reward" in row for row in history)
 

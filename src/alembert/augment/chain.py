@@ -15,8 +15,8 @@ from alembert.augment.mlm import MaskedLM, choose_masks, encode_texts, maskable
 @functools.lru_cache(maxsize=8)
 def _never(tokenizer) -> tuple[int, ...]:
     """Ids never sampled: special tokens and placeholders such as [unused7] or <unk>."""
-    placeholders = [i for token, i in tokenizer.get_vocab().items()
-                    if (token.startswith("[") and token.endswith("]")) or (token.startswith("<") and token.endswith(">"))]
+    placeholders = [i for token, i in tokenizer.get_vocab().items() if len(token) > 2
+                    and ((token[0], token[-1]) in (("[", "]"), ("<", ">")))]
     return tuple(sorted(set(tokenizer.all_special_ids) | set(placeholders)))
 
 
