@@ -195,6 +195,8 @@ def test_l2a_selects_generated_examples_by_a_reward_on_held_out_target_data(tmp_
     assert (run / "selector" / "policy.safetensors").exists()
     history = json.loads((run / "selector" / "selector.json").read_text())["history"]["kd"]
     assert any("reward" in row for row in history)
+    summary = (run / "report.md").read_text()
+    assert "## Generated examples" in summary and "L2A, stage **kd**: kept" in summary
 
 
 # ---- bad input, resume ---------------------------------------------------------------------------------------

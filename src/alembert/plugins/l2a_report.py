@@ -79,6 +79,8 @@ def plot_decisions(history: dict[str, list[dict]], path: Path) -> bool:
         _line(row[2], rows, "baseline", "baseline", "grey")
         twin = row[2].twinx()
         _line(twin, rows, "heldout", "held-out score", "C2--")
+        if twin.lines:
+            twin.legend(fontsize=7, loc="lower right")
         for ax, title in zip(row, ("keep rate", "entropy", "reward, baseline; held-out score (right)")):
             ax.set_title(f"{stage}: {title}", fontsize=9)
             ax.set_xlabel("optimizer step")
@@ -94,3 +96,24 @@ def _line(ax, rows, key, label, style) -> None:
     points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
     if points:
         ax.plot(*zip(*points), style, label=label)
+
+
+def markdown(entry: dict) -> list[str]:
+    """report.md's section: how the generated examples were made and, under L2A, what the selector kept."""
+    g = entry["generation"]
+    lines = ["## Generated examples", "", f"{g['candidates']} examples by `{g['generator']}` from "
+             f"{g['starts']['target']} target and {g['starts']['sources']} source sentences in {g['seconds']:.0f} s"
+             + (f"; the masked-LM head trained {g['head']['steps']} steps in {g['head']['seconds']:.0f} s, held-out "
+                f"masked loss {g['head']['masked_loss_before']:.2f} → {g['head']['masked_loss_after']:.2f} nats"
+                if g.get("head") else "") + ". Each one, with its origin: `augmented.jsonl`.", ""]
+    for stage, s in (entry.get("selection") or {}).items():
+        if "keep" not in s:
+            continue
+        by_origin = ", ".join(f"{s[k]:.2f} of those from the {name}" for k, name in
+                              (("keep_source", "sources"), ("keep_target", "target")) if k in s)
+        lines += [f"L2A, stage **{stage}**: kept {s['keep']:.2f} of the generated examples drawn ({by_origin}); "
+                  f"mean p(keep) {s['pi']:.2f}, policy entropy {s['entropy']:.3f} nats (0.693 at p = 0.5); "
+                  f"{s.get('updates', 0)} policy updates, mean reward {s.get('reward', 0):.2e}, last held-out "
+                  f"score {s.get('heldout', float('nan')):.3f} (from {g.get('heldout')} held-out target examples).",
+                  "", "![L2A decisions](selector/selection.png)", ""]
+    return lines
