@@ -217,6 +217,9 @@ def _bad(tmp_path, teacher) -> dict:
         "not trained on": (no_stage, "augment.into: no stage trains on 'aug'"),
         "holdout too large": (_recipe(tmp_path, teacher, dict(l2a, holdout=0.95)),
                               "l2a.holdout: 23 of the target's 24 training examples would be held out"),
+        "pool too small": (_recipe(tmp_path, teacher, {"type": "augment", "n": 3},
+                                   sources={"aug": {"type": "generated", "capacity": 50}}),
+                           "sources.aug: holds 0 examples and capacity 50, but 72 are to be generated into it"),
         "no teacher": (_without_teacher(_recipe(tmp_path, teacher, {"type": "augment"})), "augment needs a teacher"),
     }
 
@@ -228,7 +231,7 @@ def _without_teacher(data: dict) -> dict:
 
 
 @pytest.mark.parametrize("case", ["l2a without a source", "n below 1", "unknown source", "not generated",
-                                  "not trained on", "holdout too large", "no teacher"])
+                                  "not trained on", "holdout too large", "pool too small", "no teacher"])
 def test_bad_augmentation_input_is_one_line_and_exit_2(tmp_path, capsys, tiny_teacher_dir, case):
     data, expected = _bad(tmp_path, tiny_teacher_dir)[case]
     path = tmp_path / "recipe.yaml"

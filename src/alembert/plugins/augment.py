@@ -28,6 +28,9 @@ from alembert.tasks.kinds import SEQUENCE
 
 
 class GeneratorOptions(PluginOptions):
+    """What to generate from (the target's training sentences, named sources), how (embedding neighbours, or the
+    masked-LM chain) and into which `generated` source."""
+
     generator: Literal["neighbours", "mlm"] = "neighbours"
     n: int = Field(4, ge=1)  # variants generated from each start
     into: str = "aug"  # the generated source that receives them (the stages' data must name it)
@@ -63,13 +66,14 @@ class Augment(Plugin):
         target_starts = starts_of(ctx.sources["task"], "target", None, rng) if self.options.from_target else []
         source_starts = [s for name in self.options.from_sources
                          for s in starts_of(ctx.sources[name], name, self.options.source_limit, rng)]
+        self.pool = ctx.sources[self.options.into]
+        planned = self.options.n * (len(target_starts) + len(source_starts))
+        if len(self.pool) or planned > self.pool.capacity:  # said before the generation's work, not after
+            raise AlembertError(f"sources.{self.options.into}: holds {len(self.pool)} examples and capacity "
+                                f"{self.pool.capacity}, but {planned} are to be generated into it (one plugin a "
+                                "generated source, with room for all)")
         self.candidates, self.info = generate(self.options, self.teacher, self.tokenizer, target_starts,
                                               source_starts, self.seed, ctx.recipe.max_length)
-        self.pool = ctx.sources[self.options.into]
-        if len(self.pool) or len(self.candidates) > self.pool.capacity:
-            raise AlembertError(f"sources.{self.options.into}: holds {len(self.pool)} examples and capacity "
-                                f"{self.pool.capacity}, but {len(self.candidates)} are generated into it (one plugin "
-                                "a generated source, with room for all)")
         domain = target.examples[0].domain if len(target) else None
         self.pool.add([Example(c.text_a, c.text_b, None, domain) for c in self.candidates])
         pairs = [(c.text_a, c.text_b) for c in self.candidates]

@@ -35,6 +35,9 @@ from alembert.registry import PLUGINS
 
 
 class L2AOptions(GeneratorOptions):
+    """The generator's options (masked-LM chain by default; sources required) and the selector's: the held-out share
+    of the target's labels its reward reads, the reward, the episode, REINFORCE's learning rate and baseline."""
+
     generator: Literal["neighbours", "mlm"] = "mlm"
     n: int = Field(2, ge=1)
     from_sources: list[str] = Field([], validate_default=True)  # required: see _sources
