@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install install-mpnet test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed \
-	benchmark-base benchmark-ner-qa benchmark-multi-domain clean
+	benchmark-base benchmark-ner-qa benchmark-multi-domain benchmark-data-scarce clean
 
 install: $(VENV)/.installed
 
@@ -70,6 +70,13 @@ benchmark-base: install install-mpnet
 # SMOKE=1: a tiny end-to-end configuration (all-MiniLM-L6-v2, a few reviews per domain), minutes
 benchmark-multi-domain: install $(if $(SMOKE),,install-mpnet)
 	$(PY) benchmarks/multi_domain.py $(if $(SMOKE),--smoke)
+
+# data-scarce targets (issue 19): KD on the target alone, + TinyBERT-style augmentation, + source data, + generated
+# data without the selector, and Learning to Augment; Amazon domains with 100 and 500 labels and SST-2 with 200, an
+# all-mpnet-base-v2 teacher, 3 seeds (benchmarks/RESULTS.md); resumable. SMOKE=1: all-MiniLM-L6-v2, a few examples,
+# minutes
+benchmark-data-scarce: install $(if $(SMOKE),,install-mpnet)
+	$(PY) benchmarks/data_scarce.py $(if $(SMOKE),--smoke)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -150,6 +150,10 @@ def write_report(out: Path, report: dict, logger: RunLogger) -> None:
         from alembert.plugins.rl_kd_report import markdown
 
         md += markdown(report["teacher_selection"])
+    if report.get("l2a") or report.get("augment"):  # generated examples: how made, and L2A's keep/drop decisions
+        from alembert.plugins.l2a_report import markdown as generated_markdown
+
+        md += generated_markdown(report.get("l2a") or report["augment"])
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
 

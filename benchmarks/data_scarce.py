@@ -1,0 +1,312 @@
+"""Benchmark: distillation for data-scarce target domains (issue 19): Learning to Augment against its baselines.
+
+Settings: each Amazon domain as the target with 100 and with 500 labelled training examples (a seeded subset,
+data_seed 42, the same for every seed and row), the other three domains as sources (their reviews, labels unused by
+the students); SST-2 with 200 labelled examples, the movie-review corpus and Amazon's reviews as sources.
+
+Phases (resumable: a run with its report.json and test.json is done and skipped; an interrupted one continues from
+its checkpoints):
+  teachers  per setting: all-mpnet-base-v2 fine-tuned on the target's scarce examples ('target'), and on them plus
+            the sources' labelled examples ('mixed'; SST-2: plus Amazon's, whose labels are SST-2's); the students
+            distil from the target teacher unless --teacher mixed
+  students  per setting and seed, every student an ETD extraction of the teacher (4 layers, 384 wide, 6 heads):
+            kd            KD on the target's examples alone
+            tinybert-aug  + TinyBERT-style augmentation (embedding-neighbour replacement, 4 variants each)
+            source-kd     + the sources' sentences, all of them, teacher-labelled (no selection)
+            generated-kd  + masked-LM chain samples from target and source sentences, all of them (no selector)
+            l2a           + the same generator with the reinforced selector (recipes/l2a.yaml)
+Every student trains the same number of optimizer steps on its own data and is scored as it ends (no model
+selection: no labelled data beyond the scarce training set is used); Amazon is scored on each domain's test split
+(200 reviews carved from train.tsv, tasks/amazon.py), SST-2 on its dev split. Paired per-seed differences of L2A
+against each row; the paper's two claims each stated as reproduced or not; time and peak memory of every row.
+
+    .venv/bin/python benchmarks/data_scarce.py [--phases teachers,students] [--settings kitchen-100,sst2-200]
+        [--seeds 42,43,44] [--methods kd,l2a] [--teacher target|mixed] [--workers 2]
+    .venv/bin/python benchmarks/data_scarce.py --smoke          # all-MiniLM-L6-v2, a few examples, minutes
+    .venv/bin/python benchmarks/data_scarce.py --summarise-only
+
+Writes benchmarks/results/data_scarce.{json,md}; --smoke writes data_scarce_smoke.* instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _parallel  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOMAINS = ("books", "dvd", "electronics", "kitchen")
+DATA_SEED = 42
+METHODS = ("kd", "tinybert-aug", "source-kd", "generated-kd", "l2a")
+MOVIES = "corpus/movie_reviews/reviews.tsv"
+CONFIGS = {
+    "real": {
+        "runs": ROOT / "benchmarks" / "runs" / "data_scarce", "name": "data_scarce",
+        "base": "sentence-transformers/all-mpnet-base-v2", "max_length": 128, "batch_size": 16,
+        "teacher_epochs": 10, "teacher_lr": 3e-5,
+        "student": {"init": "extract", "layers": 4, "hidden": 384, "heads": 6, "ffn": 1536, "select": "importance"},
+        "steps": 600, "lr": 5e-5, "source_limit": 300, "variants": 4, "head_steps": 300, "episode": 10,
+        "test_limit": None, "mixed_limit": None,
+        "settings": {**{f"{d}-{n}": {"target": d, "labels": n} for n in (100, 500) for d in DOMAINS},
+                     "sst2-200": {"target": "sst2", "labels": 200}},
+        "seeds": [42, 43, 44]},
+    "smoke": {
+        "runs": ROOT / "benchmarks" / "runs" / "data_scarce_smoke", "name": "data_scarce_smoke",
+        "base": "sentence-transformers/all-MiniLM-L6-v2", "max_length": 32, "batch_size": 8,
+        "teacher_epochs": 2, "teacher_lr": 1e-4,
+        "student": {"init": "extract", "layers": 2, "hidden": 192, "heads": 6, "ffn": 768, "select": "importance",
+                    "importance_examples": 16},
+        "steps": 12, "lr": 1e-4, "source_limit": 12, "variants": 1, "head_steps": 10, "episode": 2,
+        "test_limit": 40, "mixed_limit": 16,
+        "settings": {"kitchen-24": {"target": "kitchen", "labels": 24}, "sst2-24": {"target": "sst2", "labels": 24}},
+        "seeds": [42]},
+}
+
+
+def run_name(setting: str, method: str, seed: int, teacher: str) -> str:
+    return f"{setting}-{method}-{teacher}-s{seed}"
+
+
+def task_of(setting: dict) -> str:
+    return setting["target"] if setting["target"] == "sst2" else f"amazon-{setting['target']}"
+
+
+def sources_of(cfg: dict, setting: dict, labels: bool = False) -> dict:
+    """The setting's sources by name: the other Amazon domains (or, for SST-2, all four and the movie reviews)."""
+    limit = cfg["mixed_limit"] if labels else cfg["source_limit"]
+    domains = [d for d in DOMAINS if d != setting["target"]]
+    sources = {d: {"type": "task", "task": f"amazon-{d}", "labels": labels, **({"limit": limit} if limit else {})}
+               for d in domains}
+    if setting["target"] == "sst2" and not labels:  # the movie reviews carry neg/pos, not SST-2's labels
+        sources["movies"] = {"type": "text", "files": [MOVIES], **({"limit": limit} if limit else {})}
+    return sources
+
+
+def _base(cfg: dict, setting_name: str, name: str, seed: int) -> dict:
+    setting = cfg["settings"][setting_name]
+    return {"name": name, "task": task_of(setting), "train_limit": setting["labels"], "data_seed": DATA_SEED,
+            "seed": seed, "output_dir": str(cfg["runs"]), "max_length": cfg["max_length"],
+            "batch_size": cfg["batch_size"], "speed": False, "dev_limit": 32, "checkpoint_every": 50}
+
+
+def teacher_recipe(cfg: dict, setting_name: str, kind: str):
+    from alembert.recipe import recipe_from_dict
+
+    data = _base(cfg, setting_name, f"{setting_name}-teacher-{kind}", DATA_SEED)
+    data["student"] = {"init": "checkpoint", "source": cfg["base"]}
+    stage = {"name": "finetune", "epochs": cfg["teacher_epochs"], "lr": cfg["teacher_lr"], "evaluate": False,
+             "losses": [{"type": "prediction", "alpha": 0.0}]}
+    if kind == "mixed":
+        data["sources"] = sources_of(cfg, cfg["settings"][setting_name], labels=True)
+        stage["data"] = "+".join(["task", *data["sources"]])
+    data["stages"] = [stage]
+    return recipe_from_dict(data, data["name"])
+
+
+def student_recipe(cfg: dict, setting_name: str, method: str, seed: int, teacher: str):
+    from alembert.recipe import load_recipe, recipe_from_dict
+
+    setting = cfg["settings"][setting_name]
+    data = _base(cfg, setting_name, run_name(setting_name, method, seed, teacher), seed)
+    data.update(teacher=str(cfg["runs"] / f"{setting_name}-teacher-{teacher}" / "student"), student=cfg["student"])
+    sources = sources_of(cfg, setting)
+    stage = {"name": "kd", "epochs": 1000, "max_steps": cfg["steps"], "lr": cfg["lr"], "evaluate": False,
+             "losses": [{"type": "prediction", "alpha": 0.7, "temperature": 1.0}]}
+    generator = {"n": 1, "head_steps": cfg["head_steps"], "source_limit": cfg["source_limit"]}  # a chain a start
+    if method == "source-kd":
+        data["sources"] = sources
+        stage["data"] = "+".join(["task", *sources])
+    elif method in ("tinybert-aug", "generated-kd"):
+        data["sources"] = {"aug": {"type": "generated"}, **(sources if method == "generated-kd" else {})}
+        stage["data"] = "task+aug"
+        data["plugins"] = [{"type": "augment", "generator": "neighbours", "n": cfg["variants"]}
+                           if method == "tinybert-aug" else
+                           {"type": "augment", "generator": "mlm", "from_sources": list(sources), **generator}]
+    elif method == "l2a":
+        shipped = load_recipe(ROOT / "recipes" / "l2a.yaml").model_dump(exclude_unset=True)
+        plugin = {**shipped["stages"][0]["plugins"][0], "from_sources": list(sources), "episode": cfg["episode"],
+                  **generator}
+        data["sources"] = {"aug": {"type": "generated"}, **sources}
+        stage.update(data="task+aug", plugins=[plugin])
+    data["stages"] = [stage]
+    return recipe_from_dict(data, data["name"])
+
+
+def _distill(recipe) -> None:
+    from alembert import api
+
+    final = Path(recipe.output_dir) / recipe.name
+    if not (final / "report.json").is_file():
+        api.distill(recipe, resume=True)  # an interrupted run continues from its newest checkpoint
+
+
+def _score(cfg: dict, setting_name: str, run: Path) -> None:
+    """The test score (SST-2: dev) of the run's model, with the job's peak memory."""
+    from alembert import api
+
+    setting = cfg["settings"][setting_name]
+    split = "dev" if setting["target"] == "sst2" else "test"
+    metrics = api.evaluate(str(run / "student"), task_of(setting), split=split, max_length=cfg["max_length"],
+                           limit=cfg["test_limit"])["metrics"]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        import torch
+
+        gpu_mb = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
+    except ImportError:
+        gpu_mb = None
+    # accuracy in percent, as alembert reports it
+    (run / "test.json").write_text(json.dumps({"split": split, "accuracy": metrics["accuracy"],
+                                               "peak_rss_mb": round(peak_mb), "peak_gpu_mb": gpu_mb}, indent=1)
+                                   + "\n")
+
+
+def run_job(cfg: dict, kind: str, setting: str, *rest: str) -> None:
+    recipe = teacher_recipe(cfg, setting, rest[0]) if kind == "teacher" else \
+        student_recipe(cfg, setting, rest[0], int(rest[1]), rest[2])
+    _distill(recipe)
+    _score(cfg, setting, Path(recipe.output_dir) / recipe.name)
+
+
+def _done(cfg: dict, name: str) -> bool:
+    return (cfg["runs"] / name / "report.json").is_file() and (cfg["runs"] / name / "test.json").is_file()
+
+
+# ---- tables -----------------------------------------------------------------------------------------------------
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _cost(cfg: dict, name: str) -> dict:
+    """Training seconds, of them generation (and the head's training), and peak memory of one run."""
+    report, test = _json(cfg["runs"] / name / "report.json"), _json(cfg["runs"] / name / "test.json")
+    generation = (report.get("l2a") or report.get("augment") or {}).get("generation", {})
+    return {"seconds": report["training"]["seconds"], "generation_seconds": generation.get("seconds"),
+            "head_seconds": (generation.get("head") or {}).get("seconds"), "peak_rss_mb": test["peak_rss_mb"],
+            "peak_gpu_mb": test["peak_gpu_mb"], "kept_share": (report.get("l2a") or {}).get("kept_share")}
+
+
+def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) -> tuple[dict, str]:
+    results, lines = {}, []
+    for setting in settings:
+        teachers = {k: _json(cfg["runs"] / f"{setting}-teacher-{k}" / "test.json") for k in ("target", "mixed")}
+        per_seed, costs = {}, {}
+        for method in METHODS:
+            names = {s: run_name(setting, method, s, teacher) for s in seeds}
+            done = {s: n for s, n in names.items() if _done(cfg, n)}
+            per_seed[method] = {s: _json(cfg["runs"] / n / "test.json")["accuracy"] for s, n in done.items()}
+            costs[method] = [_cost(cfg, n) for n in done.values()]
+        rows = {f"teacher ({k})": _parallel.spread([t["accuracy"]] if t else []) for k, t in teachers.items()}
+        costs.update({f"teacher ({k})": [_cost(cfg, f"{setting}-teacher-{k}")] for k, t in teachers.items() if t})
+        rows.update({m: _parallel.spread(list(v.values())) for m, v in per_seed.items()})
+        paired = {}
+        for baseline in METHODS[:-1]:
+            common = sorted(set(per_seed["l2a"]) & set(per_seed[baseline]))
+            if common:
+                diffs = [per_seed["l2a"][s] - per_seed[baseline][s] for s in common]
+                paired[baseline] = {**_parallel.spread(diffs), "differences": diffs, "wins": sum(d > 0 for d in diffs)}
+        own = teachers[teacher]
+        if own and per_seed["l2a"]:
+            diffs = [v - own["accuracy"] for v in per_seed["l2a"].values()]
+            paired[f"teacher ({teacher})"] = {**_parallel.spread(diffs), "differences": diffs,
+                                              "wins": sum(d >= 0 for d in diffs)}
+        results[setting] = {"rows": rows, "per_seed": per_seed, "paired": paired, "costs": costs}
+        lines += _table(setting, rows, paired, costs, len(seeds))
+    results["claims"] = _claims(results, settings, teacher)
+    lines += ["| claim | evidence | verdict |", "|---|---|---|"]
+    lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
+    return results, "\n".join(lines)
+
+
+def _mean(costs: list[dict], key: str) -> str:
+    values = [c[key] for c in costs if c.get(key) is not None]
+    return f"{statistics.mean(values):.0f}" if values else "–"
+
+
+def _table(setting: str, rows: dict, paired: dict, costs: dict, seeds: int) -> list[str]:
+    lines = [f"### {setting}", "", "| model | accuracy | training s | of it generation s (head s) | peak RSS MB | "
+             "kept share |", "|---|---:|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        n = 1 if name.startswith("teacher") else seeds
+        c = costs.get(name, [])
+        kept = _mean([{"k": 100 * x["kept_share"]} for x in c if x.get("kept_share") is not None], "k")
+        lines.append(f"| {name} | {_parallel.cell(row, n)} | {_mean(c, 'seconds')} | {_mean(c, 'generation_seconds')}"
+                     f" ({_mean(c, 'head_seconds')}) | {_mean(c, 'peak_rss_mb')} | {kept if kept != '–' else '–'}"
+                     f"{' %' if kept != '–' else ''} |")
+    lines += ["", "| paired, per seed | difference | wins |", "|---|---:|---:|"]
+    for baseline, d in paired.items():
+        lines.append(f"| l2a − {baseline} | {_parallel.signed(d)} | {d['wins']}/{d['n']} |")
+    return lines + [""]
+
+
+def _claims(results: dict, settings: list[str], teacher: str) -> list[dict]:
+    """L2A beats a baseline in a setting when its mean paired difference is positive and it wins on most of at
+    least 3 seeds; its student is at least as good as its teacher when the mean difference is >= 0 and it is at
+    least as good on most of at least 3 seeds."""
+    claims = []
+    for setting in settings:
+        for baseline in (*METHODS[:-1], f"teacher ({teacher})"):
+            d = results[setting]["paired"].get(baseline)
+            verdict = "not run" if d is None else f"undecided ({d['n']} seed{'s' * (d['n'] > 1)})" if d["n"] < 3 \
+                else "reproduced" if (d["mean"] >= 0 if baseline.startswith("teacher") else d["mean"] > 0) \
+                and d["wins"] > d["n"] / 2 else "not reproduced"
+            what = f"L2A's student at least as good as its {baseline}" if baseline.startswith("teacher") else \
+                f"L2A beats {baseline}"
+            evidence = "–" if d is None else f"{_parallel.signed(d)} ({d['wins']}/{d['n']} seeds)"
+            claims.append({"claim": f"{what} ({setting})", "evidence": evidence, "verdict": verdict})
+    return claims
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phases", default="teachers,students")
+    parser.add_argument("--settings", default=None)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", default=None)
+    parser.add_argument("--teacher", choices=("target", "mixed"), default="target")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:
+        config, kind, *rest = args.job.split(":")
+        run_job(CONFIGS[config], kind, *rest)
+        return
+    config = "smoke" if args.smoke else "real"
+    cfg = CONFIGS[config]
+    settings = args.settings.split(",") if args.settings else list(cfg["settings"])
+    unknown = [s for s in settings if s not in cfg["settings"]]
+    if unknown:
+        parser.error(f"--settings: unknown {unknown[0]!r} (known: {', '.join(cfg['settings'])})")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else cfg["seeds"]
+    methods, phases, start = args.methods.split(","), args.phases.split(","), time.time()
+    logs = cfg["runs"] / "logs"
+    if not args.summarise_only:
+        if "teachers" in phases:  # the big model on both cores, one run at a time
+            _parallel.run_all(__file__, logs, 1, [f"{config}:teacher:{s}:{k}" for s in settings
+                                                  for k in ("target", "mixed") if not _done(cfg, f"{s}-teacher-{k}")],
+                              threads=2)
+        if "students" in phases:  # seed by seed, so a partial table covers every setting and method
+            jobs = [f"{config}:student:{s}:{m}:{seed}:{args.teacher}" for seed in seeds for s in settings
+                    for m in methods if not _done(cfg, run_name(s, m, seed, args.teacher))]
+            _parallel.run_all(__file__, logs, args.workers, jobs)
+    results, table = summarise(cfg, settings, seeds, args.teacher)
+    settings_out = {key: (str(value) if isinstance(value, Path) else value) for key, value in cfg.items()}
+    settings_out.update(seeds=seeds, data_seed=DATA_SEED, teacher=args.teacher,
+                        wall_seconds=None if args.summarise_only else round(time.time() - start))
+    _parallel.write_results(RESULTS, cfg["name"], settings_out, results, table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
