@@ -14,7 +14,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
 from alembert.errors import AlembertError
 
 REGISTERED = "registered"  # the union tag of entries a user's module registered
-MAP_KINDS = Literal["uniform", "last", "skip", "top", "explicit"]
+MAP_KINDS = Literal["uniform", "last", "skip", "top", "top_aligned", "explicit"]
 
 
 class _Strict(BaseModel):
@@ -137,13 +137,14 @@ class HiddenLossSpec(LossSpec):
 
 
 class AttentionLossSpec(LossSpec):
-    """attention_mse: TinyBERT's MSE on pre-softmax scores; attention_kl: KL between attention distributions.
+    """attention_mse: TinyBERT's MSE on pre-softmax scores; attention_kl: KL between attention distributions;
+    attention_prob_mse: MSE between attention distributions (XtremeDistil).
 
     heads: compare Q K^T / sqrt(d) after re-splitting both models' Q and K into this many heads (MiniLMv2's
     re-splitting applied to the scores), so student and teacher head counts may differ; null compares each
     model's own attention heads, which must then be as many."""
 
-    type: Literal["attention_mse", "attention_kl"]
+    type: Literal["attention_mse", "attention_kl", "attention_prob_mse"]
     map: MAP_KINDS = "uniform"
     layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
     heads: int | None = Field(None, ge=1)
