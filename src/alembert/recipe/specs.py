@@ -15,6 +15,8 @@ from alembert.errors import AlembertError
 
 REGISTERED = "registered"  # the union tag of entries a user's module registered
 MAP_KINDS = Literal["uniform", "last", "skip", "top", "top_aligned", "explicit"]
+# an explicit map: one teacher index per student index, or [student, teacher] pairs (some layers unpaired)
+EXPLICIT = list[int] | list[tuple[int, int]] | None
 
 
 class _Strict(BaseModel):
@@ -130,7 +132,7 @@ POSITIONS = Literal["real", "all"]
 class HiddenLossSpec(LossSpec):
     type: Literal["hidden_mse"]
     map: MAP_KINDS = "uniform"
-    layers: list[int] | None = None  # teacher hidden indices for 'explicit', one per student index 0..M
+    layers: EXPLICIT = None  # teacher hidden indices for 'explicit', one per student index 0..M (or pairs)
     embeddings: bool = True  # include the embedding output (index 0 <-> 0) where the map allows it
     cls_only: bool = False  # compare the [CLS] position only (XtremeDistil's representation loss)
     positions: POSITIONS = "real"
@@ -146,7 +148,7 @@ class AttentionLossSpec(LossSpec):
 
     type: Literal["attention_mse", "attention_kl", "attention_prob_mse"]
     map: MAP_KINDS = "uniform"
-    layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
+    layers: EXPLICIT = None  # teacher layers (1-based) for 'explicit', one per student layer (or pairs)
     heads: int | None = Field(None, ge=1)
     positions: POSITIONS = "real"
 
@@ -156,7 +158,7 @@ class PKDLossSpec(LossSpec):
 
     type: Literal["pkd"]
     map: MAP_KINDS = "skip"
-    layers: list[int] | None = None
+    layers: EXPLICIT = None
 
 
 class RelationLossSpec(LossSpec):
@@ -168,7 +170,7 @@ class RelationLossSpec(LossSpec):
 
     type: Literal["relation"]
     map: MAP_KINDS = "last"
-    layers: list[int] | None = None
+    layers: EXPLICIT = None
     relations: list[Literal["qq", "kk", "vv"]] = Field(["qq", "kk", "vv"], min_length=1)
     heads: int | None = Field(None, ge=1)
     masked: bool = True
