@@ -82,3 +82,35 @@ def test_bad_searches_are_one_line_and_exit_2(tmp_path, capsys, toy_task, kind, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_search_interrupted_mid_trial_evaluates_every_seed_when_run_again(tmp_path, toy_task, monkeypatch):
+    import alembert.pipelines.proxy_fitness as fitness
+
+    spec = _search(tmp_path, toy_task, {"layer_maps": {"trials": 3, "population": 3}})
+    real, calls = fitness.evaluate_candidate, []
+
+    def crash_on_second(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fitness, "evaluate_candidate", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        api.search(spec)
+    monkeypatch.setattr(fitness, "evaluate_candidate", real)
+    result = api.search(spec)
+    assert sorted(t["seed"] for t in result["trials"]) == ["last", "skip", "uniform"]
+
+
+@pytest.mark.parametrize("name", ["layer_maps.yaml", "sizes.yaml"])
+def test_shipped_search_files_validate(name):
+    from pathlib import Path
+
+    from alembert.pipelines.search import ProxyRunner, load_search
+    from alembert.yaml_file import read_yaml_mapping
+
+    spec, base = load_search(Path(__file__).resolve().parents[1] / "recipes" / "searches" / name)
+    assert (spec.layer_maps or spec.sizes) and spec.proxy and base.is_file()
+    assert ProxyRunner(read_yaml_mapping(base, "recipe", "keys"), str(base)).recipe("x", []).agnostic

@@ -10,8 +10,8 @@ JOURNAL = "study.journal"
 
 
 def open_study(folder: Path, name: str, directions: list[str], sampler):
-    """The study of this search, created or loaded. Trials a crash left running are failed (their work is lost)
-    and, if they were enqueued seeds, enqueued again, so every seed is still evaluated."""
+    """The study of this search, created or loaded. Trials a crash left running are failed (their work is lost);
+    seeds whose trial failed are enqueued again, so every seed is still evaluated."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.trial import TrialState
@@ -26,10 +26,16 @@ def open_study(folder: Path, name: str, directions: list[str], sampler):
     storage = JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler,
                                 load_if_exists=True)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # a process killed mid-trial
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        if "fixed_params" in trial.system_attrs:
-            study.enqueue_trial(trial.system_attrs["fixed_params"])
+    # a seed whose trial failed (interrupted, or killed) is enqueued again unless it is already done or waiting
+    settled = [t.params or t.system_attrs.get("fixed_params") for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))]
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        seed = trial.system_attrs.get("fixed_params")
+        if seed is not None and seed not in settled:
+            study.enqueue_trial(seed)
+            settled.append(seed)
     return study
 
 
