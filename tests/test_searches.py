@@ -109,8 +109,11 @@ def test_shipped_search_files_validate(name):
     from pathlib import Path
 
     from alembert.pipelines.search import ProxyRunner, load_search
+    from alembert.recipe import apply_overrides
     from alembert.yaml_file import read_yaml_mapping
 
     spec, base = load_search(Path(__file__).resolve().parents[1] / "recipes" / "searches" / name)
     assert (spec.layer_maps or spec.sizes) and spec.proxy and base.is_file()
-    assert ProxyRunner(read_yaml_mapping(base, "recipe", "keys"), str(base)).recipe("x", []).agnostic
+    recipe = ProxyRunner(apply_overrides(read_yaml_mapping(base, "recipe", "keys"), spec.set), str(base)).recipe(
+        "x", [])
+    assert recipe.agnostic and (spec.layer_maps or [s.type for s in recipe.stages[0].losses] == ["hidden_mse"])

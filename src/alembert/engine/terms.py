@@ -256,6 +256,10 @@ def _attention(spec, context):
     loss = {"attention_mse": AttentionScoreMSE, "attention_kl": AttentionProbKL,
             "attention_prob_mse": AttentionProbMSE}[spec.type]()
     if spec.heads is None:
+        if context.student.num_heads != context.teacher.num_heads:  # said before training, not at the first batch
+            raise AlembertError(f"{context.field}: {spec.type} compares each model's own heads, but the student has "
+                                f"{context.student.num_heads} and the teacher {context.teacher.num_heads} (give the "
+                                "student the teacher's head count, or set heads to re-split both)")
         return LayerTerm(spec, _pairs(spec, context, True), "attention", loss, masked=spec.positions == "real")
     for who, layout in (("student", context.student), ("teacher", context.teacher)):
         if (layout.num_heads * layout.head_size) % spec.heads:

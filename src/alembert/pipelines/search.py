@@ -31,6 +31,7 @@ class SearchSpec(_Strict):
     layer_maps: LayerMapSearch | None = None
     sizes: SizeSearch | None = None
     proxy: ProxySpec | None = None  # how a task-agnostic recipe's candidates are scored
+    set: list[str] = []  # --set overrides of the base recipe shared by every candidate
     output_dir: str = "outputs"
 
     @model_validator(mode="after")
@@ -125,7 +126,7 @@ def run_search(path: str | os.PathLike, overrides: list[str] = (), log: Callable
     """Variants: {'name', 'results'}; a layer-map or size search: its rows, best and markdown 'table' too."""
     log = log or (lambda message: None)
     spec, base_path = load_search(path, overrides)
-    base = read_yaml_mapping(base_path, "recipe", "recipe keys at the top level")
+    base = apply_overrides(read_yaml_mapping(base_path, "recipe", "recipe keys at the top level"), spec.set)
     runner = ProxyRunner(base, str(base_path))
     folder = Path(spec.output_dir) / spec.name
     if spec.layer_maps is not None:
