@@ -88,6 +88,8 @@ def test_a_general_student_fine_tunes_directly_with_a_fresh_head(tmp_path, toy_t
      "stages.0.evaluate: a run without a task has no dev set"),
     ({"sources": {"corpus": {"type": "text", "files": ["/no/such/corpus.txt"]}}},
      "/no/such/corpus.txt"),
+    ({"stages": [{"name": "s", "data": "corpus", "losses": [{"type": "attention_kl", "map": "last"}]}]},
+     "stages.s.losses.0: attention_kl compares each model's own heads, but the student has 2 and the teacher 4"),
 ])
 def test_bad_task_agnostic_recipes_are_one_line_and_exit_2(tmp_path, capsys, change, expected):
     teacher = pretrained_teacher(tmp_path / "teacher")

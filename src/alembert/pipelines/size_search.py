@@ -60,15 +60,19 @@ def candidates(options: SizeSearch, layout, where: str = "sizes") -> dict[tuple,
     return grid
 
 
-def latency(teacher, size: tuple, seq_len: int, rounds: int) -> dict:
-    """The size's latency at batch 1 and 32 (ms), on a randomly initialised model of that shape: the same
-    computation as the trained student's, measured before any training."""
+def latency(teacher, size: tuple | None, seq_len: int, rounds: int) -> dict:
+    """The size's latency at batch 1 and 32 (ms), on a randomly initialised model of that shape (the same
+    computation as the trained student's, measured before any training), timed interleaved with the teacher so
+    that its speed-up survives a busy machine (evaluation/speed.py); None: the teacher's own."""
     from alembert.evaluation.speed import speed_profiles
     from alembert.models.students import student_from_spec
 
-    model = student_from_spec(teacher, *size)
-    profile = speed_profiles({"model": model}, seq_len, rounds={1: 3 * rounds, 32: rounds}, warmup=2)["model"]
-    return {"b1": profile["latency_ms_b1"], "b32": profile["latency_ms_b32"], "parameters": profile["parameters"]}
+    models = {"teacher": teacher} if size is None else {"teacher": teacher, "model": student_from_spec(teacher, *size)}
+    profiles = speed_profiles(models, seq_len, rounds={1: 3 * rounds, 32: rounds}, warmup=2)
+    profile = profiles["model" if size is not None else "teacher"]
+    return {"b1": profile["latency_ms_b1"], "b32": profile["latency_ms_b32"], "parameters": profile["parameters"],
+            **({"speedup_b1": profile["speedup_b1"]["median"], "speedup_b32": profile["speedup_b32"]["median"]}
+               if size is not None else {})}
 
 
 def search_sizes(spec, runner, folder: Path, log) -> dict:
@@ -103,8 +107,7 @@ def search_sizes(spec, runner, folder: Path, log) -> dict:
                                             constraints_func=lambda t: [t.user_attrs.get("over_budget_ms", 0.0)])
     study = open_study(folder, spec.name, ["maximize", "minimize"], sampler)
     if "teacher_latency" not in study.user_attrs:
-        study.set_user_attr("teacher_latency", latency(teacher, _teacher_size(teacher), base.max_length,
-                                                        options.latency_rounds))
+        study.set_user_attr("teacher_latency", latency(teacher, None, base.max_length, options.latency_rounds))
 
     def objective(trial):
         proposed = (trial.suggest_categorical("layers", options.layers),
@@ -149,13 +152,6 @@ def _overrides(size: tuple) -> list[str]:
     return [f"student.{field}={value}" for field, value in zip(("layers", "hidden", "heads", "ffn"), size)]
 
 
-def _teacher_size(teacher) -> tuple:
-    from alembert.models.layout import find_layout
-
-    layout = find_layout(teacher)
-    return layout.num_layers, layout.hidden_size, layout.num_heads, layout.ffn_size
-
-
 def write_size_results(spec, study, folder: Path) -> dict:
     from alembert.evaluation.pareto import pareto_front, plot_pareto
     from alembert.files import write_text_atomically
@@ -165,7 +161,8 @@ def write_size_results(spec, study, folder: Path) -> dict:
     rows = [{"trial": t.number, "size": size_label(tuple(t.user_attrs["size"])), "score": t.values[0],
              "latency_ms": {b: t.user_attrs["latency"][b] for b in ("b1", "b32")},
              "parameters": t.user_attrs["latency"]["parameters"],
-             "speedup": {b: teacher[b] / t.user_attrs["latency"][b] for b in ("b1", "b32")},
+             # the median of per-round ratios to the teacher, timed with it (not the ratio of separate medians)
+             "speedup": {b: t.user_attrs["latency"][f"speedup_{b}"] for b in ("b1", "b32")},
              "trained": not t.user_attrs.get("over_budget_ms"), "proxy_dev": t.user_attrs.get("proxy_dev"),
              "train_seconds": t.user_attrs.get("train_seconds"), "checkpoint": t.user_attrs.get("checkpoint"),
              "repeat_of": t.user_attrs.get("repeat_of")} for t in finished(study)]
