@@ -103,7 +103,8 @@ def budget_table(cfg: dict) -> tuple[dict, list[str], dict]:
              and full["random"] is not None and r["score"] >= full["random"]]
     if None in full.values():
         claims = [{"claim": "ETD scores higher at equal compute", "evidence": "–", "verdict": "not run"},
-                  {"claim": "ETD saves about 70 % of the compute to equal score", "evidence": "–", "verdict": "not run"}]
+                  {"claim": "ETD saves about 70 % of the compute to equal score", "evidence": "–",
+                   "verdict": "not run"}]
     else:
         saved = 1 - min(reach) if reach else 0.0
         claims = [{"claim": "ETD scores higher at equal compute (one seed)",

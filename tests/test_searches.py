@@ -1,6 +1,7 @@
 """The genetic layer-map search and the student-size search on tiny random models: seeds first, resumable from the
 Optuna journal, a Pareto front with a checkpoint per point, and bad input in one line."""
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +12,7 @@ from alembert.pipelines.map_search import repair, seed_maps
 from test_task_agnostic import general_recipe, pretrained_teacher
 
 
-def _search(tmp_path, toy_task, kind: dict, recipe_changes: dict | None = None, name: str = "s") -> "Path":
+def _search(tmp_path, toy_task, kind: dict, recipe_changes: dict | None = None, name: str = "s") -> Path:
     teacher = pretrained_teacher(tmp_path / "teacher")
     base = general_recipe(tmp_path, teacher, **(recipe_changes or {}))
     base["stages"][0]["epochs"] = 1
@@ -106,8 +107,6 @@ def test_a_search_interrupted_mid_trial_evaluates_every_seed_when_run_again(tmp_
 
 @pytest.mark.parametrize("name", ["layer_maps.yaml", "sizes.yaml"])
 def test_shipped_search_files_validate(name):
-    from pathlib import Path
-
     from alembert.pipelines.search import ProxyRunner, load_search
     from alembert.recipe import apply_overrides
     from alembert.yaml_file import read_yaml_mapping

@@ -33,8 +33,8 @@ def write_agnostic_report(out: Path, report: dict, logger: RunLogger) -> None:
           "(`alembert finetune --model <run>/student`, or `alembert transfer`).", "",
           *_size_lines(report),
           "## Training", "", f"{training['optimizer_steps']} optimizer steps, {training['examples_seen']} examples, "
-          f"{training['train_seconds']:.0f} s training and {training['cache_build_seconds']:.0f} s building the teacher "
-          "cache.", "", "![loss terms per stage](losses.png)", "",
+          f"{training['train_seconds']:.0f} s training and {training['cache_build_seconds']:.0f} s building the "
+          "teacher cache.", "", "![loss terms per stage](losses.png)", "",
           "Every logged value: `metrics.csv`; TensorBoard: `tensorboard --logdir tensorboard`.", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
 
@@ -50,8 +50,9 @@ def write_agnostic_card(student_dir: Path, report: dict) -> None:
              f"- **Data**: {', '.join(f'{n}: {k} sentences' for n, k in report['data'].get('sources', {}).items())}"]
     if "speed" in student:
         sp = student["speed"]
-        lines.append(f"- **Size**: {sp['parameters'] / 1e6:.1f}M parameters; {sp['latency_ms_b1']:.1f} ms at batch 1, "
-                     f"{sp['latency_ms_b32']:.1f} ms at batch 32 (sequence {sp['seq_len']}, {sp['threads']} CPU threads)")
+        lines.append(f"- **Size**: {sp['parameters'] / 1e6:.1f}M parameters; {sp['latency_ms_b1']:.1f} ms at batch "
+                     f"1, {sp['latency_ms_b32']:.1f} ms at batch 32 (sequence {sp['seq_len']}, {sp['threads']} CPU "
+                     "threads)")
     lines += ["", "Load it with `AutoModel.from_pretrained(path)`, or `AutoModelForSequenceClassification` for a "
               "task (a fresh head); alembert is not needed.", ""]
     (student_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")
