@@ -116,3 +116,18 @@ def test_shipped_search_files_validate(name):
     recipe = ProxyRunner(apply_overrides(read_yaml_mapping(base, "recipe", "keys"), spec.set), str(base)).recipe(
         "x", [])
     assert recipe.agnostic and (spec.layer_maps or [s.type for s in recipe.stages[0].losses] == ["hidden_mse"])
+
+
+def test_the_benchmark_summary_of_a_benchmark_not_run_says_so(tmp_path, monkeypatch):
+    """benchmarks/task_agnostic.py --summarise-only before any run: every table empty, every claim 'not run'."""
+    import sys
+
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    sys.modules.pop("task_agnostic", None)
+    import task_agnostic
+
+    cfg = dict(task_agnostic.CONFIGS["smoke"], runs=tmp_path / "runs", name="t")
+    results, table = task_agnostic.report.summarise(cfg, [42], task_agnostic.KINDS, tmp_path / "results")
+    assert [c["verdict"] for c in results["claims"]] == ["not run"] * 4
+    assert "| general distillation | – | – |" in table and not (tmp_path / "results").exists()
