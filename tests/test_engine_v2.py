@@ -219,8 +219,11 @@ def test_attention_losses_compare_models_of_other_head_counts_by_re_splitting():
         features = tap.run(inputs)
     # re-split into the teacher's own 4 heads: exactly its own attention scores
     assert torch.equal(own.terms[0].pieces(features, 4)[0], resplit.terms[0].pieces(features, 4)[0])
+    # own heads of unequal counts: refused when the objective is built, before any training
+    with pytest.raises(AlembertError, match="attention_mse compares each model's own heads, but the student has 2"):
+        objective(None, find_layout(student))
     with pytest.raises(AlembertError, match="attention_mse needs equal head counts"):
-        objective(None, find_layout(student)).terms[0].loss(torch.zeros(1, 2, 3, 3), torch.zeros(1, 4, 3, 3))
+        own.terms[0].loss(torch.zeros(1, 2, 3, 3), torch.zeros(1, 4, 3, 3))
     with pytest.raises(AlembertError, match="heads 3 does not divide the student's attention width 32"):
         objective(3, find_layout(student))
 

@@ -5,7 +5,7 @@ from alembert.mapping import MAP_KINDS, attention_map, layer_map
 
 
 def test_kinds_exported():
-    assert MAP_KINDS == ("uniform", "last", "skip", "top", "explicit")
+    assert MAP_KINDS == ("uniform", "last", "skip", "top", "top_aligned", "explicit")
 
 
 def test_uniform_6_to_2():

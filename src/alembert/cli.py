@@ -125,8 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("transfer", help="transfer file (distill: RECIPE or student: CHECKPOINT, tasks: [...])")
     _file_options(tr, "a transfer key", "finetune.epochs=2", "run every step again (default: reuse finished runs)")
 
-    se = command("search", "train variants of a recipe as light proxy runs, in memory; one table (YAML)")
-    se.add_argument("search", help="search file (recipe: RECIPE, variants: {name: [KEY=VALUE, ...]})")
+    se = command("search", "train variants, layer maps (genetic) or student sizes (latency budget) of a recipe as "
+                           "light proxy runs; one table (YAML)")
+    se.add_argument("search", help="search file (recipe: RECIPE, and variants: {name: [KEY=VALUE, ...]}, layer_maps: "
+                                   "{...} or sizes: {...})")
     se.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a search key by its dotted path, e.g. --set output_dir=runs (repeatable)")
 
@@ -283,7 +285,8 @@ def _run(args) -> int:
         return 0
     from alembert import api
 
-    data_dir = args.data_dir  # None: the task resolves $ALEMBERT_DATA, then ../shared/data
+    # None: the task resolves $ALEMBERT_DATA, then ../shared/data (search has no --data-dir: its recipe says)
+    data_dir = getattr(args, "data_dir", None)
     if args.command == "finetune":
         args.max_length = _max_length(args.model, args.max_length, args.trust_remote_code)
         run = api.finetune(args.model, args.task, name=args.name, output_dir=args.output_dir, epochs=args.epochs,
@@ -329,7 +332,7 @@ def _run_flow(args) -> None:
         from alembert.pipelines.search import table
 
         result = api.search(args.search, args.overrides, log=log)
-        print(table(result["results"]), end="")
+        print(result["table"] if "table" in result else table(result["results"]), end="")
 
 
 def _run_pool(args) -> None:

@@ -18,6 +18,8 @@ Kinds (M = student layers, N = teacher layers):
 - ``top``: PKD-Last, m <-> N - M + m for the intermediate layers m = 1..M-1 (teacher layers
   N-M+1..N-1); as in PKD-Skip the last layer is left to the prediction loss and the embeddings are
   not paired, so a 1-layer student has nothing to map.
+- ``top_aligned``: XtremeDistil's multi-layer map, top-aligned: m <-> N - M + m for every student index, hidden
+  states 0..M (so the student's embedding output learns from teacher layer N - M) and attention layers 1..M.
 - ``explicit``: ``explicit`` is either one teacher index per student index (hidden: M + 1 entries
   for students 0..M, or M entries for 1..M; attention: M entries for 1..M) or a list of
   ``[student, teacher]`` pairs.
@@ -31,7 +33,7 @@ from typing import Sequence
 
 from alembert.errors import AlembertError
 
-MAP_KINDS = ("uniform", "last", "skip", "top", "explicit")
+MAP_KINDS = ("uniform", "last", "skip", "top", "top_aligned", "explicit")
 
 
 def layer_map(
@@ -91,6 +93,10 @@ def _build(kind, student_layers, teacher_layers, explicit, attention: bool) -> l
                     f"{label}: needs student_layers <= teacher_layers, got {m_count} > {n_count}"
                 )
             pairs = [(m, n_count - m_count + m) for m in range(1, m_count)]
+    elif kind == "top_aligned":
+        if m_count > n_count:
+            raise AlembertError(f"{label}: needs student_layers <= teacher_layers, got {m_count} > {n_count}")
+        pairs = [(m, n_count - m_count + m) for m in range(0 if not attention else 1, m_count + 1)]
     else:
         pairs = _explicit_pairs(label, explicit, m_count, attention)
 

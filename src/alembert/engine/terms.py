@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from alembert.errors import AlembertError
-from alembert.losses import AttentionProbKL, AttentionScoreMSE, HiddenMSE, PKDLoss, PredictionLoss, RelationKL
+from alembert.losses import (AttentionProbKL, AttentionProbMSE, AttentionScoreMSE, HiddenMSE, PKDLoss, PredictionLoss,
+                             RelationKL)
 from alembert.data.batch import IGNORE
 from alembert.losses.positions import per_position_mean, span_distill, span_hard, span_logits
 from alembert.mapping import attention_map, layer_map
@@ -252,8 +253,13 @@ def _pkd(spec, context):  # PKD compares transformer layers only, at [CLS]
 
 
 def _attention(spec, context):
-    loss = AttentionScoreMSE() if spec.type == "attention_mse" else AttentionProbKL()
+    loss = {"attention_mse": AttentionScoreMSE, "attention_kl": AttentionProbKL,
+            "attention_prob_mse": AttentionProbMSE}[spec.type]()
     if spec.heads is None:
+        if context.student.num_heads != context.teacher.num_heads:  # said before training, not at the first batch
+            raise AlembertError(f"{context.field}: {spec.type} compares each model's own heads, but the student has "
+                                f"{context.student.num_heads} and the teacher {context.teacher.num_heads} (give the "
+                                "student the teacher's head count, or set heads to re-split both)")
         return LayerTerm(spec, _pairs(spec, context, True), "attention", loss, masked=spec.positions == "real")
     for who, layout in (("student", context.student), ("teacher", context.teacher)):
         if (layout.num_heads * layout.head_size) % spec.heads:
@@ -274,5 +280,6 @@ LOSSES.register("prediction", LossEntry(PredictionLossSpec, _prediction))
 LOSSES.register("hidden_mse", LossEntry(HiddenLossSpec, _hidden))
 LOSSES.register("attention_mse", LossEntry(AttentionLossSpec, _attention))
 LOSSES.register("attention_kl", LossEntry(AttentionLossSpec, _attention))
+LOSSES.register("attention_prob_mse", LossEntry(AttentionLossSpec, _attention))
 LOSSES.register("pkd", LossEntry(PKDLossSpec, _pkd))
 LOSSES.register("relation", LossEntry(RelationLossSpec, _relation))

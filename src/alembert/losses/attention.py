@@ -1,4 +1,4 @@
-"""Attention losses: TinyBERT score MSE and MiniLM-style distribution KL."""
+"""Attention losses: TinyBERT score MSE, MiniLM-style distribution KL, XtremeDistil's probability MSE."""
 
 from __future__ import annotations
 
@@ -97,3 +97,29 @@ class AttentionProbKL(nn.Module):
         # where(), not multiply: a padded row may be NaN when all its keys are -inf.
         kept = torch.where(rows[:, None, :] > 0, row_kl, torch.zeros_like(row_kl))
         return kept.sum(dim=(1, 2)) / (heads * rows.sum(dim=1).clamp_min(1))
+
+
+class AttentionProbMSE(nn.Module):
+    """MSE between attention probabilities softmax(scores) (B, H, T, T): XtremeDistil's attention loss (Keras 'mse'
+    on the post-softmax maps). Per example: the mean over heads and its real (query, key) pairs (``mask`` (B, T));
+    padded keys have probability 0 in both models, so only padded queries need leaving out."""
+
+    def forward(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
+                mask: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+        return weighted_mean(self.per_example(student_scores, teacher_scores, mask), weights, "attention_prob_mse")
+
+    def per_example(self, student_scores: torch.Tensor, teacher_scores: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+        _check_scores(student_scores, teacher_scores, "attention_prob_mse")
+        squared = (F.softmax(student_scores.float(), dim=-1) - F.softmax(teacher_scores.detach().float(), dim=-1)
+                   ).pow(2)
+        batch, heads, tokens, _ = squared.shape
+        if mask is None:
+            return squared.flatten(1).mean(dim=1)
+        if tuple(mask.shape) != (batch, tokens):
+            raise AlembertError(f"attention_prob_mse: mask must have shape ({batch}, {tokens}), got "
+                                f"{tuple(mask.shape)}")
+        real = mask.to(squared.dtype)
+        pairs = real[:, None, :, None] * real[:, None, None, :]
+        squared = torch.where(pairs > 0, squared, torch.zeros_like(squared))  # a padded row may be NaN
+        return squared.flatten(1).sum(dim=1) / (heads * pairs.flatten(1).sum(dim=1)).clamp_min(1)

@@ -10,7 +10,7 @@ from alembert.tasks.stress import describe
 
 def run_report(recipe, inputs, models: list[dict], result, plugins) -> dict:
     task, metric = inputs.task, inputs.task.main_metric
-    teacher = best_teacher(models, metric)
+    teacher = best_teacher(models, metric) if metric is not None else None  # task-agnostic: no metric
     student = next(m for m in models if m["name"] == "student")
     report = {
         "name": recipe.name,
@@ -33,7 +33,7 @@ def run_report(recipe, inputs, models: list[dict], result, plugins) -> dict:
                  **({"train_windows": len(inputs.sources["task"]), "dev_windows": len(inputs.dev)}
                     if task.kind == SPANS else {}),
                  **({"sources": {name: len(data) for name, data in inputs.sources.items() if name != "task"}}
-                    if len(inputs.sources) > 1 else {})},
+                    if any(name != "task" for name in inputs.sources) else {})},
         "models": models,
         "retained_percent": retained(student["metrics"][metric], teacher["metrics"][metric]) if teacher else None,
         "training": {"best_metric": result.best_metric, "best_step": result.best_step,

@@ -23,6 +23,7 @@ from alembert.engine.loop import Trainer, check_launch
 from alembert.engine.plugins import Plugin, PluginSet
 from alembert.engine.state import CheckpointPlan
 from alembert.errors import AlembertError
+from alembert.evaluation.agnostic_report import write_agnostic_card, write_agnostic_report
 from alembert.evaluation.report import write_model_card, write_report
 from alembert.evaluation.scoring import score
 from alembert.evaluation.speed import speed_profiles
@@ -35,6 +36,7 @@ from alembert.pipelines.task_kinds import check_recipe_for_kind, check_teacher_t
 from alembert.recipe import Recipe, load_recipe
 from alembert.registry import PLUGINS
 from alembert.tasks import get_task
+from alembert.tasks.agnostic import NoTask
 from alembert.tasks.base import check_training_labels
 from alembert.tasks.stress import apply_stress
 
@@ -75,7 +77,7 @@ class Inputs:
 
 def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
     """`teachers`: already loaded (model, tokenizer) pairs to reuse (a search's proxy runs share them)."""
-    task = get_task(recipe.task_spec, recipe.data_dir)
+    task = NoTask() if recipe.agnostic else get_task(recipe.task_spec, recipe.data_dir)
     check_recipe_for_kind(recipe, task)
     data_seed = recipe.seed if recipe.data_seed is None else recipe.data_seed
     train_examples = task.load("train", recipe.train_limit, data_seed, recipe.train_fraction)
@@ -83,13 +85,12 @@ def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
         train_examples = apply_stress(train_examples, **recipe.stress.model_dump(), num_labels=task.num_labels,
                                       seed=data_seed)
     chosen = [k for k in ("train_limit", "train_fraction", "stress") if getattr(recipe, k) is not None]
-    check_training_labels(train_examples, task, f"{task.source('train')} (after {' and '.join(chosen)})" if chosen
-                          else None)
+    if not recipe.agnostic:
+        check_training_labels(train_examples, task, f"{task.source('train')} (after {' and '.join(chosen)})"
+                              if chosen else None)
     dev_examples = task.load("dev", recipe.dev_limit, data_seed)
     set_seed(recipe.seed)  # before any model is built: a new classification head is initialised randomly
-    loaded = teachers if teachers is not None else [
-        load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True, kind=task.kind)
-        for t in recipe.teacher_list]
+    loaded = teachers if teachers is not None else load_teachers(recipe, task)
     teacher, teacher_tokenizer = loaded[0] if loaded else (None, None)  # the student is built from the first
     student, tokenizer = build_student(recipe, teacher, teacher_tokenizer, task.num_labels, train_examples)
     name_labels(student, task)
@@ -104,11 +105,21 @@ def load_inputs(recipe: Recipe, teachers: list | None = None) -> Inputs:
                             "tokenizer)")
     tokenizers = Tokenizers(tokenizer, own, recipe.max_length)
     domains = getattr(task, "domains", ())
-    sources = {"task": encode_examples(train_examples, tokenizers, 0, domains=domains)}
+    # a task-agnostic run has no training split and no dev set: its sources are its data
+    sources = {} if recipe.agnostic else {"task": encode_examples(train_examples, tokenizers, 0, domains=domains)}
     sources.update(load_sources(recipe.sources, SourceContext(task, tokenizers, recipe.data_dir, data_seed)))
-    dev = encode_examples(dev_examples, tokenizer, recipe.max_length, domains=domains)
+    dev = None if recipe.agnostic else encode_examples(dev_examples, tokenizer, recipe.max_length, domains=domains)
     return Inputs(task, train_examples, dev_examples, loaded, student, tokenizer, own, sources, tokenizers.pad_ids(),
                   dev)
+
+
+def load_teachers(recipe: Recipe, task) -> list:
+    """(model, tokenizer) per teacher. A task-agnostic run distils a pre-trained encoder: its features, never a
+    head, so none is required (the one it is given is not used)."""
+    if recipe.agnostic:
+        return [load_classifier(t.path, None, recipe.trust_remote_code) for t in recipe.teacher_list]
+    return [load_classifier(t.path, task.num_labels, recipe.trust_remote_code, require_head=True, kind=task.kind)
+            for t in recipe.teacher_list]
 
 
 def _token_aligned(recipe: Recipe) -> bool:
@@ -221,10 +232,15 @@ def _train_and_score(recipe, inputs: Inputs, plugins: PluginSet, checkpointing, 
         for plugin in trainer.plugins:  # what a plugin learned is kept with the student it trained
             plugin.save(work)
         student_dir = work / "student"
-        inputs.student.save_pretrained(student_dir, safe_serialization=True)
+        saved = inputs.student.base_model if recipe.agnostic else inputs.student  # task-agnostic: the encoder
+        saved.save_pretrained(student_dir, safe_serialization=True)
         inputs.tokenizer.save_pretrained(student_dir)
-        write_model_card(student_dir, report)
-        write_report(work, report, logger)
+        if recipe.agnostic:
+            write_agnostic_card(student_dir, report)
+            write_agnostic_report(work, report, logger)
+        else:
+            write_model_card(student_dir, report)
+            write_report(work, report, logger)
     return RunResult(None, report, inputs.student, inputs.tokenizer)
 
 
@@ -241,8 +257,9 @@ def _score(recipe, inputs: Inputs, teachers: list, assistant, evaluator=None) ->
         scored.append(("assistant", assistant.cpu(), inputs.dev))
     scored.append(("student", inputs.student.cpu(), inputs.dev))
     per_domain = evaluator is not None and evaluator.view is not None
-    rows = [{"name": name, "metrics": evaluator.score(model) if per_domain and name == "student" else
-             score(model, data, inputs.task, recipe.eval_batch_size)} for name, model, data in scored]
+    rows = [{"name": name, "metrics": {} if recipe.agnostic else evaluator.score(model) if per_domain and
+             name == "student" else score(model, data, inputs.task, recipe.eval_batch_size)}
+            for name, model, data in scored]
     if recipe.speed:  # timed together, interleaved: each ratio to the first model survives a busy machine
         profiles = speed_profiles({name: model for name, model, _ in scored}, recipe.max_length)
         for row in rows:

@@ -87,7 +87,8 @@ class StageSpec(_Strict):
 
 class Recipe(_Strict):
     name: str  # outputs go to output_dir/name: a folder name of its own
-    task: str | TaskSpec | list[str | TaskSpec]  # a list: one task per domain, same labels
+    # a list: one task per domain, same labels; none: a task-agnostic run (general distillation) on its sources
+    task: str | TaskSpec | list[str | TaskSpec] | None = None
     teacher: str | None = None  # None: train the student on labels alone (fine-tuning, the no-teacher baseline)
     teachers: list[TeacherSpec] | None = Field(None, min_length=1)  # several teachers instead of one
     combine: CombineSpec = CombineSpec()  # how several teachers' soft targets combine
@@ -135,6 +136,11 @@ class Recipe(_Strict):
         return [t if t.name else t.model_copy(update={"name": f"t{k}"}) for k, t in enumerate(self.teachers or [])]
 
     @property
+    def agnostic(self) -> bool:
+        """A task-agnostic run: no task, trained on its sources alone (general distillation)."""
+        return self.task is None
+
+    @property
     def task_spec(self):
         """The task as get_task takes it: a name, a mapping of files, or a list of them (one per domain)."""
         def plain(task):
@@ -163,6 +169,15 @@ class Recipe(_Strict):
             raise ValueError(f"sources: '{TASK_SOURCE}' names the run's own training data; choose another name")
         for i, stage in enumerate(self.stages):
             self._check_stage(i, stage)
+            if self.task is None:
+                _check_agnostic_stage(i, stage)
+        if self.task is None:
+            labelled = [name for name, spec in self.sources.items() if getattr(spec, "labels", False)]
+            if labelled:
+                raise ValueError(f"sources.{labelled[0]}: labels: true needs the run's task; a run without a task "
+                                 "is task-agnostic (set labels: false, or set task)")
+            if self.stress is not None:
+                raise ValueError("stress: changes a task's labels, and this run has no task (set task)")
         if self.cache.cls_only:
             full = [f"stages.{i}.losses.{j} ({loss.type})" for i, stage in enumerate(self.stages)
                     for j, loss in enumerate(stage.losses) if loss.type == "hidden_mse" and not loss.cls_only]
@@ -210,3 +225,18 @@ class Recipe(_Strict):
             rule = reading[0] if reading else f"combine rule '{self.combine.rule}'"
             raise ValueError(f"stages.{i}: {rule} weighs teachers by the gold labels, which other data and mixed "
                              "inputs lack (use data: task, no mixup)")
+
+
+def _check_agnostic_stage(i: int, stage: StageSpec) -> None:
+    """What a run without a task cannot do: read its own training data, labels, a head or a dev set."""
+    if TASK_SOURCE in stage.sources:
+        raise ValueError(f"stages.{i}.data: a run without a task trains on its sources only (expected e.g. data: "
+                         "corpus, with corpus a text source under sources; or set task)")
+    head = [loss.type for loss in stage.losses if loss.type == "prediction"]
+    if head:
+        raise ValueError(f"stages.{i}.losses: prediction compares the models' task heads, and a run without a task "
+                         "has none (use hidden_mse, attention or relation losses; or set task)")
+    if stage.evaluate or stage.early_stop is not None:
+        key = "evaluate" if stage.evaluate else "early_stop"
+        raise ValueError(f"stages.{i}.{key}: a run without a task has no dev set to evaluate on (remove it, or set "
+                         "task)")

@@ -14,7 +14,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
 from alembert.errors import AlembertError
 
 REGISTERED = "registered"  # the union tag of entries a user's module registered
-MAP_KINDS = Literal["uniform", "last", "skip", "top", "explicit"]
+MAP_KINDS = Literal["uniform", "last", "skip", "top", "top_aligned", "explicit"]
+# an explicit map: one teacher index per student index, or [student, teacher] pairs (some layers unpaired)
+EXPLICIT = list[int] | list[tuple[int, int]] | None
 
 
 class _Strict(BaseModel):
@@ -130,22 +132,23 @@ POSITIONS = Literal["real", "all"]
 class HiddenLossSpec(LossSpec):
     type: Literal["hidden_mse"]
     map: MAP_KINDS = "uniform"
-    layers: list[int] | None = None  # teacher hidden indices for 'explicit', one per student index 0..M
+    layers: EXPLICIT = None  # teacher hidden indices for 'explicit', one per student index 0..M (or pairs)
     embeddings: bool = True  # include the embedding output (index 0 <-> 0) where the map allows it
     cls_only: bool = False  # compare the [CLS] position only (XtremeDistil's representation loss)
     positions: POSITIONS = "real"
 
 
 class AttentionLossSpec(LossSpec):
-    """attention_mse: TinyBERT's MSE on pre-softmax scores; attention_kl: KL between attention distributions.
+    """attention_mse: TinyBERT's MSE on pre-softmax scores; attention_kl: KL between attention distributions;
+    attention_prob_mse: MSE between attention distributions (XtremeDistil).
 
     heads: compare Q K^T / sqrt(d) after re-splitting both models' Q and K into this many heads (MiniLMv2's
     re-splitting applied to the scores), so student and teacher head counts may differ; null compares each
     model's own attention heads, which must then be as many."""
 
-    type: Literal["attention_mse", "attention_kl"]
+    type: Literal["attention_mse", "attention_kl", "attention_prob_mse"]
     map: MAP_KINDS = "uniform"
-    layers: list[int] | None = None  # teacher layers (1-based) for 'explicit', one per student layer
+    layers: EXPLICIT = None  # teacher layers (1-based) for 'explicit', one per student layer (or pairs)
     heads: int | None = Field(None, ge=1)
     positions: POSITIONS = "real"
 
@@ -155,7 +158,7 @@ class PKDLossSpec(LossSpec):
 
     type: Literal["pkd"]
     map: MAP_KINDS = "skip"
-    layers: list[int] | None = None
+    layers: EXPLICIT = None
 
 
 class RelationLossSpec(LossSpec):
@@ -167,7 +170,7 @@ class RelationLossSpec(LossSpec):
 
     type: Literal["relation"]
     map: MAP_KINDS = "last"
-    layers: list[int] | None = None
+    layers: EXPLICIT = None
     relations: list[Literal["qq", "kk", "vv"]] = Field(["qq", "kk", "vv"], min_length=1)
     heads: int | None = Field(None, ge=1)
     masked: bool = True
