@@ -2,6 +2,7 @@
 by side, and mean ± std cells for their tables."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -58,3 +59,18 @@ def cell(row: dict, seeds: int) -> str:
         return "–"
     text = f"{row['mean']:.1f}" + (f" ± {row['std']:.1f}" if row["n"] > 1 else "")
     return text + ("" if row["n"] == seeds else f" (n={row['n']})")
+
+
+def phased_parser(doc: str, methods) -> argparse.ArgumentParser:
+    """The options every phased benchmark shares (phases, settings, methods, seeds, workers, --smoke,
+    --summarise-only, and --job, which runs one job in its own process)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--phases", default="teachers,students")
+    parser.add_argument("--settings", default=None)
+    parser.add_argument("--methods", default=",".join(methods))
+    parser.add_argument("--seeds", default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    return parser

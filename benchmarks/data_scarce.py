@@ -29,7 +29,6 @@ Writes benchmarks/results/data_scarce.{json,md}; --smoke writes data_scarce_smok
 """
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import statistics
@@ -267,16 +266,8 @@ def _claims(results: dict, settings: list[str], teacher: str) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phases", default="teachers,students")
-    parser.add_argument("--settings", default=None)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--seeds", default=None)
+    parser = _parallel.phased_parser(__doc__, METHODS)
     parser.add_argument("--teacher", choices=("target", "mixed"), default="target")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--summarise-only", action="store_true")
-    parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:
         config, kind, *rest = args.job.split(":")

@@ -27,7 +27,6 @@ weights over training, the first seed); --smoke writes multi_domain_smoke.* inst
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -247,15 +246,7 @@ def _claims(results: dict, settings: list[str]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phases", default="teachers,students")
-    parser.add_argument("--settings", default=None)
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--seeds", default=None)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--summarise-only", action="store_true")
-    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser = _parallel.phased_parser(__doc__, METHODS)
     args = parser.parse_args()
     if args.job:
         config, kind, *rest = args.job.split(":")

@@ -98,8 +98,20 @@ def _task_only(ctx, who: str) -> None:
                             "data: task")
 
 
+class HeadOwner(Plugin):
+    """A plugin whose trainable state is its `head` (a checkpoint keeps it, `--resume` restores it)."""
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for name, value in self.head.state_dict().items():
+                value.copy_(state[name])
+
+
 @PLUGINS.register("meta_teacher")
-class MetaTeacher(Plugin):
+class MetaTeacher(HeadOwner):
     class Options(PluginOptions):
         domain_weight: float = Field(0.5, ge=0)  # lambda of the shuffled-domain loss
         prototype_weights: bool = True  # w_i on each example's loss
@@ -185,17 +197,9 @@ class MetaTeacher(Plugin):
                 "min": float(w[torch.tensor(self.data.domain_ids) == i].min()),
                 "max": float(w[torch.tensor(self.data.domain_ids) == i].max())} for i, d in enumerate(self.domains)}}}
 
-    def state_dict(self) -> dict:
-        return {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            for name, value in self.head.state_dict().items():
-                value.copy_(state[name])
-
 
 @PLUGINS.register("meta_distill")
-class MetaDistill(Plugin):
+class MetaDistill(HeadOwner):
     class Options(PluginOptions):
         domain_weight: float = Field(0.5, ge=0)  # lambda of the domain-representation MSE
         transferable: bool = True  # the (1 + w_i) * g_i example weights
@@ -276,11 +280,3 @@ class MetaDistill(Plugin):
 
     def report(self) -> dict:
         return {"meta_distill": {"prototype_weight_mean": float(self.weights.mean())}}
-
-    def state_dict(self) -> dict:
-        return {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            for name, value in self.head.state_dict().items():
-                value.copy_(state[name])
