@@ -244,9 +244,7 @@ class Trainer(Resumable):
                         position["metric"] = self._evaluate(stage, step, plugins, ctx)
                         stopped = self.selection.should_stop(stage.early_stop, stage.name)
                     if stopped:
-                        self.result.early_stopped.append(stage.name)
-                        self.log(f"stage {stage.name}: early stop at step {step} (no gain in "
-                                 f"{stage.early_stop.patience} evaluations)")
+                        self._record_early_stop(stage, step)
                         break
                     if self.plan and self.plan.every and step % self.plan.every == 0 \
                             and position["micro"] < training.micro_steps:
@@ -254,16 +252,24 @@ class Trainer(Resumable):
                         checkpoint(index, at_end=False)
                         position["epoch"] = None
         finally:
-            self.result.train_seconds += time.perf_counter() - stage_start - self._eval_seconds
-            bar.close()
-            run.tap.close()
-            if run.reader:
-                run.reader.close()
+            self._close_stage(run, bar, stage_start)
         for plugin in plugins:
             plugin.on_stage_end(ctx)
         if self.plan:
             checkpoint(index + 1, at_end=True)
         acc.wait_for_everyone()
+
+    def _record_early_stop(self, stage, step: int) -> None:
+        self.result.early_stopped.append(stage.name)
+        self.log(f"stage {stage.name}: early stop at step {step} (no gain in {stage.early_stop.patience} evaluations)")
+
+    def _close_stage(self, run: StageRun, bar, stage_start: float) -> None:
+        """Training time without evaluations; the progress bar, feature hooks and cache readers released."""
+        self.result.train_seconds += time.perf_counter() - stage_start - self._eval_seconds
+        bar.close()
+        run.tap.close()
+        if run.reader:
+            run.reader.close()
 
     def _loss(self, batch, run: StageRun):
         """The batch's loss: plugins around the forward passes, their weights, the objective, their extra terms."""
