@@ -247,12 +247,7 @@ def test_bad_augmentation_input_is_one_line_and_exit_2(tmp_path, capsys, tiny_te
 def test_an_interrupted_l2a_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_teacher_dir):
     from safetensors.torch import load_file
 
-    from alembert.engine.plugins import Plugin
-
-    class CrashAt(Plugin):
-        def after_step(self, ctx, parts):
-            if ctx.step == 7:
-                raise KeyboardInterrupt("simulated crash")
+    from test_resume import CrashAt
 
     plugin = {"type": "l2a", "n": 2, "from_sources": ["reviews"], "head_steps": 10, "steps": 2, "episode": 2,
               "log_every": 1}
@@ -260,7 +255,7 @@ def test_an_interrupted_l2a_run_resumes_to_the_uninterrupted_result(tmp_path, ti
     whole = api.distill(recipe_from_dict(data))
     data["name"] = "crashed"
     with pytest.raises(KeyboardInterrupt):
-        api.distill(recipe_from_dict(data), plugins=[CrashAt()])
+        api.distill(recipe_from_dict(data), plugins=[CrashAt("kd", 7)])
     resumed = api.distill(recipe_from_dict(data), resume=True)
     for part in ("student/model.safetensors", "selector/policy.safetensors"):
         a, b = (load_file(run.path / part) for run in (whole, resumed))

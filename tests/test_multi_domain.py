@@ -369,19 +369,14 @@ def test_bad_multi_domain_input_is_one_line_and_exit_2(tmp_path, capsys, tiny_te
 def test_an_interrupted_hrkd_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_teacher_dir):
     from safetensors.torch import load_file
 
-    from alembert.engine.plugins import Plugin
-
-    class CrashAt(Plugin):
-        def after_step(self, ctx, parts):
-            if ctx.step == 7:
-                raise KeyboardInterrupt("simulated crash")
+    from test_resume import CrashAt
 
     data = _hrkd(tmp_path, tiny_teacher_dir, checkpoint_every=3, name="whole")
     data["stages"][0]["eval_every"] = 5
     whole = api.distill(recipe_from_dict(data))
     data["name"] = "crashed"
     with pytest.raises(KeyboardInterrupt):
-        api.distill(recipe_from_dict(data), plugins=[CrashAt()])
+        api.distill(recipe_from_dict(data), plugins=[CrashAt("kd", 7)])
     resumed = api.distill(recipe_from_dict(data), resume=True)
     for part in ("domains/books", "domains/dvd", "student"):
         a, b = (load_file(run.path / part / "model.safetensors") for run in (whole, resumed))
