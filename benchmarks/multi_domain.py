@@ -6,7 +6,8 @@ its checkpoints with --resume):
   teachers  per setting: all-MiniLM-L6-v2 (all-mpnet-base-v2 with --mpnet) fine-tuned on all four domains at once
             (recipes/amazon_teacher.yaml), and Meta-KD's meta-teacher (recipes/meta_teacher.yaml), on the setting's
             training examples
-  students  per setting and seed, every student an ETD extraction (4 layers, 384 wide, 6 heads, FFN 1536, importance):
+  students  per setting and seed, every student an ETD extraction (4 layers, 384 wide, FFN 1536, importance; 12 heads
+            at MiniLM's width, so 4 of its 6 layers copied whole; 6 heads with --mpnet, MPNet's 64 wide):
             domain-kd  a student per domain on that domain alone (recipes/domain_kd.yaml)
             multi-kd   one student, a head per domain, HRKD's batches and losses without the graph
                        (recipes/multi_domain_kd.yaml)
@@ -51,7 +52,7 @@ CONFIGS = {
     "real": {
         "runs": ROOT / "benchmarks" / "runs" / "multi_domain", "name": "multi_domain",
         "base": "sentence-transformers/all-MiniLM-L6-v2", "max_length": 128, "teacher_epochs": 3,
-        "student": {"init": "extract", "layers": 4, "hidden": 384, "heads": 6, "ffn": 1536, "select": "importance"},
+        "student": {"init": "extract", "layers": 4, "hidden": 384, "heads": 12, "ffn": 1536, "select": "importance"},
         "teacher_lr": 1e-4, "epochs": 10, "meta_epochs": (10, 10), "k": 8, "dev_limit": None, "test_limit": None,
         "log_every": 10, "settings": {"full": {}, "few": {"train_fraction": 0.1}}, "seeds": [42, 43, 44]},
     "smoke": {
@@ -63,7 +64,8 @@ CONFIGS = {
         "settings": {"full": {"train_limit": 24}, "few": {"train_limit": 8}}, "seeds": [42]},
 }
 CONFIGS["mpnet"] = dict(CONFIGS["real"], runs=ROOT / "benchmarks" / "runs" / "multi_domain_mpnet",
-                        name="multi_domain_mpnet", base="sentence-transformers/all-mpnet-base-v2", teacher_lr=3e-5)
+                        name="multi_domain_mpnet", base="sentence-transformers/all-mpnet-base-v2", teacher_lr=3e-5,
+                        student=dict(CONFIGS["real"]["student"], heads=6))
 
 
 def run_name(setting: str, method: str, seed: int, domain: str | None = None) -> str:
