@@ -17,8 +17,9 @@ its checkpoints with --resume):
                        training the graph (the lookahead) adds
 Students train 10 epochs on the few-shot share, as released, and one on the full sets: the same number of optimizer
 steps, which a CPU affords (Meta-KD: each of its two stages as long). Model selection is on each run's dev set (a
-domain's 300 reviews, or all four domains' for the joint students); every model is then scored on each domain's test split (200 reviews carved from train.tsv, tasks/amazon.py). The
-few-shot share is one seeded subset (data_seed 42) for every seed and method, teachers included.
+domain's 300 reviews, or all four domains' for the joint students); every model is then scored on each domain's
+test split (200 reviews carved from train.tsv, tasks/amazon.py). The few-shot share is one seeded subset (data_seed
+42) for every seed and method, teachers included.
 
     .venv/bin/python benchmarks/multi_domain.py [--phases teachers,students] [--settings full,few]
         [--seeds 42,43,44] [--methods domain-kd,multi-kd,meta-kd,hrkd] [--workers 2] [--mpnet]
