@@ -67,10 +67,10 @@ benchmark-base: install install-mpnet
 	$(PY) benchmarks/base_teacher.py
 
 # multi-domain distillation on Amazon's four domains: per-domain KD, multi-domain KD, Meta-KD and HRKD from an
-# all-mpnet-base-v2 teacher, full data and 10 % of each domain, 3 seeds (benchmarks/RESULTS.md); resumable.
-# SMOKE=1: a tiny end-to-end configuration (all-MiniLM-L6-v2, a few reviews per domain), minutes
-benchmark-multi-domain: install $(if $(SMOKE),,install-mpnet)
-	$(PY) benchmarks/multi_domain.py $(if $(SMOKE),--smoke)
+# all-MiniLM-L6-v2 teacher (MPNET=1: all-mpnet-base-v2, hours more on a CPU), full data and 10 % of each domain,
+# 3 seeds (benchmarks/RESULTS.md); resumable. SMOKE=1: a tiny end-to-end configuration (a few reviews), minutes
+benchmark-multi-domain: install $(if $(MPNET),install-mpnet)
+	$(PY) benchmarks/multi_domain.py $(if $(SMOKE),--smoke) $(if $(MPNET),--mpnet)
 
 # data-scarce targets (issue 19): KD on the target alone, + TinyBERT-style augmentation, + source data, + generated
 # data without the selector, and Learning to Augment; Amazon domains with 100 and 500 labels and SST-2 with 200, an
