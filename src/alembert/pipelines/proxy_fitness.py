@@ -10,15 +10,13 @@ from pathlib import Path
 
 from pydantic import Field
 
+from alembert.pipelines.transfer import FinetuneSpec
 from alembert.recipe import TaskSpec, _Strict
 
 
-class ProxyFinetune(_Strict):
+class ProxyFinetune(FinetuneSpec):
+    """Transfer's fine-tuning settings, shorter (one epoch) and with a dev-set cap, as a proxy is a quick look."""
     epochs: float = Field(1.0, gt=0)
-    lr: float = Field(5e-5, gt=0)
-    batch_size: int = Field(32, ge=1)
-    max_length: int = Field(128, ge=8, le=4096)
-    train_limit: int | None = Field(None, ge=1)
     dev_limit: int | None = Field(None, ge=1)
 
 
