@@ -15,6 +15,8 @@ its checkpoints with --resume):
             hrkd       one student, a head per domain, the domain-relational graph (recipes/hrkd.yaml)
             hrkd-release  the same with the graph never trained and a standard step, as the released code: what
                        training the graph (the lookahead) adds
+            meta-kd-b8  meta-kd at per-domain KD's batch of 8: as many optimizer steps a stage as domain-kd's (the
+                       release's batch of 32 gives a quarter of them), to tell the recipe from its step count
 Students train 10 epochs on the few-shot share, as released, and one on the full sets: the same number of optimizer
 steps, which a CPU affords (Meta-KD: each of its two stages as long). Model selection is on each run's dev set (a
 domain's 300 reviews, or all four domains' for the joint students); every model is then scored on each domain's
@@ -44,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
 DATA_SEED = 42
-METHODS = ("domain-kd", "multi-kd", "meta-kd", "hrkd", "hrkd-release")
-PER_DOMAIN = ("domain-kd", "meta-kd")  # a student per domain
-BASELINES = ("domain-kd", "multi-kd", "meta-kd", "hrkd-release")
+METHODS = ("domain-kd", "multi-kd", "meta-kd", "hrkd", "hrkd-release", "meta-kd-b8")
+PER_DOMAIN = ("domain-kd", "meta-kd", "meta-kd-b8")  # a student per domain
+BASELINES = ("domain-kd", "multi-kd", "meta-kd", "hrkd-release", "meta-kd-b8")
 CONFIGS = {
     # all-mpnet-base-v2 as the teacher measured 36 s per 32-review step on 2 cores (about 1 h per teacher on the
     # few-shot share, 6 h on the full sets, two teachers per setting): the CPU benchmark takes all-MiniLM-L6-v2;
@@ -114,9 +116,10 @@ def run_teacher(cfg: dict, setting: str, kind: str) -> None:
 
 
 def student_recipe(cfg: dict, setting: str, method: str, seed: int, domain: str | None = None):
-    teacher = cfg["runs"] / f"{setting}-{'meta-teacher' if method == 'meta-kd' else 'teacher'}" / "student"
+    meta = method.startswith("meta-kd")
+    teacher = cfg["runs"] / f"{setting}-{'meta-teacher' if meta else 'teacher'}" / "student"
     file = {"domain-kd": "domain_kd.yaml", "multi-kd": "multi_domain_kd.yaml", "meta-kd": "meta_kd.yaml",
-            "hrkd": "hrkd.yaml", "hrkd-release": "hrkd.yaml"}[method]
+            "hrkd": "hrkd.yaml", "hrkd-release": "hrkd.yaml", "meta-kd-b8": "meta_kd.yaml"}[method]
     changes = {"teacher": str(teacher), "seed": seed, "student": cfg["student"]}
     if domain:
         changes["task"] = f"amazon-{domain}"
@@ -127,7 +130,7 @@ def student_recipe(cfg: dict, setting: str, method: str, seed: int, domain: str 
         stage["epochs"] = cfg["epochs"][setting]  # Meta-KD's two stages each as long as the others' one
         if "sampler" in stage:
             stage["sampler"]["k"] = cfg["k"]
-    if method == "domain-kd":
+    if method in ("domain-kd", "meta-kd-b8"):
         changes["batch_size"] = cfg["k"]  # as many examples of the domain per step as the joint batches hold
     if method.startswith("hrkd"):
         graph = "frozen" if method == "hrkd-release" else "trained"
