@@ -48,6 +48,21 @@ def spread(values: list[float]) -> dict:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
+def beats(differences: list[float]) -> str:
+    """The verdict on "A beats B" from per-seed paired differences A - B: reproduced when the mean is above zero by a
+    one-sided paired t-test at 5 % (at least 3 seeds); a positive mean within the seeds' noise is not a win."""
+    from scipy.stats import ttest_1samp
+
+    n = len(differences)
+    if n < 3:
+        return f"undecided ({n} seed{'s' * (n != 1)})"
+    if statistics.pstdev(differences) == 0:  # t is undefined: every seed moved by the same amount
+        p = 0.0 if differences[0] > 0 else 1.0
+    else:
+        p = float(ttest_1samp(differences, 0.0, alternative="greater").pvalue)
+    return f"{'reproduced' if p < 0.05 else 'not reproduced'} (p = {p:.2f})"
+
+
 def signed(difference: dict) -> str:
     """A paired difference's spread as '+mean ± std'."""
     return f"{difference['mean']:+.1f} ± {difference['std']:.1f}"

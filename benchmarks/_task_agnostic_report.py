@@ -40,15 +40,11 @@ def _paired(a: dict, b: dict) -> dict | None:
     if not common:
         return None
     diffs = [a[s] - b[s] for s in common]
-    return {**_parallel.spread(diffs), "wins": sum(d > 0 for d in diffs)}
+    return {**_parallel.spread(diffs), "differences": diffs, "wins": sum(d > 0 for d in diffs)}
 
 
 def _verdict(diff: dict | None) -> str:
-    if diff is None:
-        return "not run"
-    if diff["n"] < 3:
-        return f"undecided ({diff['n']} seed{'s' * (diff['n'] > 1)})"
-    return "reproduced" if diff["mean"] > 0 and diff["wins"] > diff["n"] / 2 else "not reproduced"
+    return "not run" if diff is None else _parallel.beats(diff["differences"])
 
 
 def _evidence(diff: dict | None) -> str:

@@ -248,21 +248,29 @@ def _table(setting: str, rows: dict, paired: dict, costs: dict, seeds: int) -> l
 
 
 def _claims(results: dict, settings: list[str], teacher: str) -> list[dict]:
-    """L2A beats a baseline in a setting when its mean paired difference is positive and it wins on most of at
-    least 3 seeds; its student is at least as good as its teacher when the mean difference is >= 0 and it is at
-    least as good on most of at least 3 seeds."""
+    """L2A beats a baseline in a setting when its paired difference is above zero by a one-sided t-test at 5 % over
+    at least 3 seeds (`_parallel.beats`); its student is at least as good as its teacher when the mean difference
+    is >= 0 and it is at least as good on most of at least 3 seeds."""
     claims = []
     for setting in settings:
         for baseline in (*METHODS[:-1], f"teacher ({teacher})"):
             d = results[setting]["paired"].get(baseline)
-            verdict = "not run" if d is None else f"undecided ({d['n']} seed{'s' * (d['n'] > 1)})" if d["n"] < 3 \
-                else "reproduced" if (d["mean"] >= 0 if baseline.startswith("teacher") else d["mean"] > 0) \
-                and d["wins"] > d["n"] / 2 else "not reproduced"
-            what = f"L2A's student at least as good as its {baseline}" if baseline.startswith("teacher") else \
+            at_least = baseline.startswith("teacher")
+            verdict = "not run" if d is None else _as_good(d["differences"]) if at_least else \
+                _parallel.beats(d["differences"])
+            what = f"L2A's student at least as good as its {baseline}" if at_least else \
                 f"L2A beats {baseline}"
             evidence = "–" if d is None else f"{_parallel.signed(d)} ({d['wins']}/{d['n']} seeds)"
             claims.append({"claim": f"{what} ({setting})", "evidence": evidence, "verdict": verdict})
     return claims
+
+
+def _as_good(differences: list[float]) -> str:
+    n = len(differences)
+    if n < 3:
+        return f"undecided ({n} seed{'s' * (n != 1)})"
+    as_good = statistics.mean(differences) >= 0 and sum(x >= 0 for x in differences) > n / 2
+    return "reproduced" if as_good else "not reproduced"
 
 
 def main() -> None:

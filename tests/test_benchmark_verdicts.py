@@ -1,0 +1,27 @@
+"""The one rule every benchmark uses to decide a paper's "A beats B" claim from per-seed paired differences."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "_parallel.py"
+
+
+@pytest.fixture(scope="module")
+def parallel():
+    spec = importlib.util.spec_from_file_location("benchmark_parallel", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("differences, verdict", [
+    ([1.0, 2.0], "undecided (2 seeds)"),             # fewer than 3 seeds decide nothing
+    ([2.2, 1.5, 3.1], "reproduced (p = 0.02)"),      # consistently above zero
+    ([0.1, 0.5, -0.3], "not reproduced (p = 0.35)"),  # a positive mean inside the seeds' noise is not a win
+    ([-1.0, -2.0, -0.5], "not reproduced (p = 0.94)"),
+    ([0.5, 0.5, 0.5], "reproduced (p = 0.00)"),       # no spread: t is undefined, the sign decides
+    ([0.0, 0.0, 0.0], "not reproduced (p = 1.00)"),
+])
+def test_beats(parallel, differences, verdict):
+    assert parallel.beats(differences) == verdict
