@@ -34,6 +34,7 @@ weights over training, the first seed); --smoke writes multi_domain_smoke.*, --m
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 import time
@@ -265,7 +266,7 @@ def _grows(few: list[float], full: list[float]) -> str:
     if min(len(few), len(full)) < 3:
         return "undecided (under 3 seeds)"
     p = float(ttest_ind(few, full, equal_var=False, alternative="greater").pvalue)
-    if p != p:  # no spread in either setting: t is undefined
+    if math.isnan(p):  # no spread in either setting: t is undefined
         p = 0.0 if statistics.mean(few) > statistics.mean(full) else 1.0
     return f"{'reproduced' if p < 0.05 else 'not reproduced'} (p = {p:.2f})"
 
