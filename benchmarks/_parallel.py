@@ -48,18 +48,27 @@ def spread(values: list[float]) -> dict:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def beats(differences: list[float]) -> str:
-    """The verdict on "A beats B" from per-seed paired differences A - B: reproduced when the mean is above zero by a
-    one-sided paired t-test at 5 % (at least 3 seeds); a positive mean within the seeds' noise is not a win."""
-    from scipy.stats import ttest_1samp
+def undecided(seeds: int) -> str | None:
+    """The verdict while a claim has fewer than the 3 seeds it needs, else None."""
+    return f"undecided ({seeds} seed{'s' * (seeds != 1)})" if seeds < 3 else None
 
-    n = len(differences)
-    if n < 3:
-        return f"undecided ({n} seed{'s' * (n != 1)})"
-    if statistics.pstdev(differences) == 0:  # t is undefined: every seed moved by the same amount
-        p = 0.0 if differences[0] > 0 else 1.0
+
+def beats(values: list[float], others: list[float] | None = None) -> str:
+    """The verdict on "A beats B": given per-seed paired differences A - B, a one-sided paired t-test of their mean
+    above zero; given A's values and B's (`others`), a one-sided Welch t-test of A's mean above B's. Reproduced at
+    5 % with at least 3 seeds each: a positive mean within the seeds' noise is not a win."""
+    from scipy.stats import ttest_1samp, ttest_ind
+
+    pending = undecided(min(len(values), len(others or values)))
+    if pending:
+        return pending
+    baseline = others or [0.0]
+    if statistics.pstdev(values) == 0 and statistics.pstdev(baseline) == 0:  # no spread: t is undefined
+        p = 0.0 if statistics.mean(values) > statistics.mean(baseline) else 1.0
+    elif others is None:
+        p = float(ttest_1samp(values, 0.0, alternative="greater").pvalue)
     else:
-        p = float(ttest_1samp(differences, 0.0, alternative="greater").pvalue)
+        p = float(ttest_ind(values, others, equal_var=False, alternative="greater").pvalue)
     return f"{'reproduced' if p < 0.05 else 'not reproduced'} (p = {p:.2f})"
 
 

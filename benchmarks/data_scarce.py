@@ -266,10 +266,10 @@ def _claims(results: dict, settings: list[str], teacher: str) -> list[dict]:
 
 
 def _as_good(differences: list[float]) -> str:
-    n = len(differences)
-    if n < 3:
-        return f"undecided ({n} seed{'s' * (n != 1)})"
-    as_good = statistics.mean(differences) >= 0 and sum(x >= 0 for x in differences) > n / 2
+    pending = _parallel.undecided(len(differences))
+    if pending:
+        return pending
+    as_good = statistics.mean(differences) >= 0 and sum(x >= 0 for x in differences) > len(differences) / 2
     return "reproduced" if as_good else "not reproduced"
 
 
