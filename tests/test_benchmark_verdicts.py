@@ -25,3 +25,13 @@ def parallel():
 ])
 def test_beats(parallel, differences, verdict):
     assert parallel.beats(differences) == verdict
+
+
+@pytest.mark.parametrize("values, others, verdict", [
+    ([2.0, 3.0, 2.5], [0.0, 0.5, -0.2], "reproduced (p = 0.00)"),   # few-shot margins well above full-set ones
+    ([1.0, 0.2, 0.6], [0.5, 0.9, 0.1], "not reproduced (p = 0.39)"),  # t = 0.31 on about 4 df
+    ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], "not reproduced (p = 1.00)"),  # no spread and no gap
+    ([1.0, 2.0, 3.0], [0.0, 1.0], "undecided (2 seeds)"),
+])
+def test_beats_two_samples(parallel, values, others, verdict):
+    assert parallel.beats(values, others=others) == verdict
