@@ -30,6 +30,10 @@ test split (200 reviews carved from train.tsv, tasks/amazon.py). The few-shot sh
 
 Writes benchmarks/results/multi_domain.{json,md} and multi_domain_weights_<setting>.png (HRKD's learned domain
 weights over training, the first seed); --smoke writes multi_domain_smoke.*, --mpnet multi_domain_mpnet.*.
+Every finished run's scores and seconds also go to the ledger benchmarks/results/multi_domain_runs.json, which is
+committed: on a machine without the run directories, the tables keep those runs and only the missing ones train
+(their teacher retrained first). A student whose teacher scored otherwise than the teacher in the table is named
+under the table.
 """
 from __future__ import annotations
 
@@ -158,17 +162,44 @@ def _done(cfg: dict, name: str) -> bool:
     return (cfg["runs"] / name / "report.json").is_file() and (cfg["runs"] / name / "test.json").is_file()
 
 
-def _method_scores(cfg: dict, setting: str, method: str, seed: int) -> tuple[dict | None, float]:
-    """{domain: test accuracy} of one method and seed (None until every part has run), and its training seconds."""
-    names = [run_name(setting, method, seed, d) for d in DOMAINS] if method in PER_DOMAIN else \
+def _ledger_path(cfg: dict) -> Path:
+    return RESULTS / f"{cfg['name']}_runs.json"
+
+
+def _teacher_kind(method: str) -> str:
+    return "meta-teacher" if method.startswith("meta-kd") else "teacher"
+
+
+def _method_runs(setting: str, method: str, seed: int) -> list[str]:
+    return [run_name(setting, method, seed, d) for d in DOMAINS] if method in PER_DOMAIN else \
         [run_name(setting, method, seed)]
-    if not all(_done(cfg, n) for n in names):
-        return None, 0.0
-    scores = {}
-    for n in names:
-        scores.update(_json(cfg["runs"] / n / "test.json"))
-    seconds = sum(_json(cfg["runs"] / n / "report.json")["training"]["seconds"] for n in names)
-    return scores, seconds
+
+
+def _teacher_scores(cfg: dict, ledger: dict, setting: str, kind: str) -> dict | None:
+    """A teacher's {domain: test accuracy}: from its run here (recorded in the ledger), else from the ledger."""
+    scores = _json(cfg["runs"] / f"{setting}-{kind}" / "test.json")
+    if scores:
+        ledger[f"{setting}/{kind}"] = {"test": scores}
+    return ledger.get(f"{setting}/{kind}", {}).get("test")
+
+
+def _method_scores(cfg: dict, ledger: dict, setting: str, method: str, seed: int) -> dict | None:
+    """One method and seed's ledger entry: {domain: test accuracy}, training seconds, the teacher's average and, for
+    HRKD, its mean domain weights. A run finished here is (re)recorded; None until every part has run."""
+    names, key = _method_runs(setting, method, seed), f"{setting}/{method}/s{seed}"
+    if all(_done(cfg, n) for n in names):
+        scores, reports = {}, [_json(cfg["runs"] / n / "report.json") for n in names]
+        for n in names:
+            scores.update(_json(cfg["runs"] / n / "test.json"))
+        teacher = _teacher_scores(cfg, ledger, setting, _teacher_kind(method))
+        ledger[key] = {"test": scores, "seconds": sum(r["training"]["seconds"] for r in reports),
+                       "teacher": _average(teacher) if teacher else None,
+                       "mean_ratios": (reports[0].get("hrkd") or {}).get("mean_ratios")}
+    return ledger.get(key)
+
+
+def _finished(cfg: dict, ledger: dict, setting: str, method: str, seed: int, domain: str | None) -> bool:
+    return _done(cfg, run_name(setting, method, seed, domain)) or f"{setting}/{method}/s{seed}" in ledger
 
 
 def _average(scores: dict) -> float:
@@ -176,18 +207,25 @@ def _average(scores: dict) -> float:
 
 
 def summarise(cfg: dict, settings: list[str], seeds: list[int]) -> tuple[dict, str]:
-    results, lines = {}, []
+    """The tables from the runs here and, for runs this machine lacks, the ledger (which this updates)."""
+    ledger, results, lines = _json(_ledger_path(cfg)) or {}, {}, []
     for setting in settings:
-        rows, per_seed, seconds = {}, {}, {}
+        rows, per_seed, seconds, teachers = {}, {}, {}, {}
         for kind in ("teacher", "meta-teacher"):
-            scores = _json(cfg["runs"] / f"{setting}-{kind}" / "test.json")
+            scores = _teacher_scores(cfg, ledger, setting, kind)
             if scores:
+                teachers[kind] = _average(scores)
                 rows[kind] = {**{d: _parallel.spread([scores[d]]) for d in DOMAINS},
-                              "average": _parallel.spread([_average(scores)])}
+                              "average": _parallel.spread([teachers[kind]])}
+        other_teacher = []  # students distilled from a teacher run that scored otherwise than the one in the table
         for method in METHODS:
-            found = {s: _method_scores(cfg, setting, method, s) for s in seeds}
-            per_seed[method] = {s: v[0] for s, v in found.items() if v[0] is not None}
-            seconds[method] = [v[1] for v in found.values() if v[0] is not None]
+            found = {s: _method_scores(cfg, ledger, setting, method, s) for s in seeds}
+            found = {s: entry for s, entry in found.items() if entry}
+            per_seed[method] = {s: entry["test"] for s, entry in found.items()}
+            seconds[method] = [entry["seconds"] for entry in found.values()]
+            other_teacher += [f"{method} s{s} ({entry['teacher']:.2f})" for s, entry in found.items()
+                              if entry.get("teacher") is not None and _teacher_kind(method) in teachers
+                              and abs(entry["teacher"] - teachers[_teacher_kind(method)]) > 1e-6]
             rows[method] = {**{d: _parallel.spread([v[d] for v in per_seed[method].values()]) for d in DOMAINS},
                             "average": _parallel.spread([_average(v) for v in per_seed[method].values()])}
         paired = {}
@@ -200,16 +238,22 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int]) -> tuple[dict, s
                                     for d, v in diffs.items()}
         hrkd = _json(cfg["runs"] / run_name(setting, "hrkd", seeds[0]) / "report.json")
         weights = hrkd.get("hrkd") if hrkd else None
-        if weights and weights.get("history"):
+        if weights and weights.get("history"):  # the plot needs the run's history: kept from the machine that ran it
             from alembert.plugins.hrkd import plot_ratios
 
             RESULTS.mkdir(parents=True, exist_ok=True)
             plot_ratios(weights["history"], [d.removeprefix("amazon-") for d in weights["domains"]],
                         RESULTS / f"{cfg['name']}_weights_{setting}.png",
                         f"HRKD domain weights, {setting} ({run_name(setting, 'hrkd', seeds[0])})")
+        first_hrkd = ledger.get(f"{setting}/hrkd/s{seeds[0]}") or {}
         results[setting] = {"rows": rows, "per_seed": per_seed, "paired": paired, "seconds": seconds,
-                            "hrkd_mean_ratios": weights.get("mean_ratios") if weights else None}
+                            "hrkd_mean_ratios": first_hrkd.get("mean_ratios"), "other_teacher": other_teacher}
         lines += _table(setting, rows, paired, seconds, len(seeds))
+        if other_teacher:
+            lines += [f"Distilled from an earlier run of the teacher that scored otherwise (its average): "
+                      f"{', '.join(other_teacher)}.", ""]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    _ledger_path(cfg).write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n")
     results["claims"] = _claims(results, settings)
     lines += ["", "| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
@@ -275,17 +319,19 @@ def main() -> None:
     settings = args.settings.split(",") if args.settings else list(cfg["settings"])
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else cfg["seeds"]
     methods, phases, start = args.methods.split(","), args.phases.split(","), time.time()
-    logs = cfg["runs"] / "logs"
+    logs, ledger = cfg["runs"] / "logs", _json(_ledger_path(cfg)) or {}
     if not args.summarise_only:
-        if "teachers" in phases:  # the big model on both cores, one run at a time
+        # seed by seed, so a partial table covers every setting and method; a run in the ledger is not repeated
+        pending = [(s, m, seed, d) for seed in seeds for s in settings for m in methods
+                   for d in (DOMAINS if m in PER_DOMAIN else (None,)) if not _finished(cfg, ledger, s, m, seed, d)]
+        if "teachers" in phases:  # the big model on both cores, one run at a time; again only where a student needs it
+            needed = {(s, _teacher_kind(m)) for s, m, _, _ in pending} if "students" in phases else set()
             _parallel.run_all(__file__, logs, 1, [f"{config}:teacher:{s}:{k}" for s in settings
-                                                  for k in ("teacher", "meta-teacher")
-                                                  if not _done(cfg, f"{s}-{k}")], threads=2)
-        if "students" in phases:  # seed by seed, so a partial table covers every setting and method
-            jobs = [f"{config}:student:{s}:{m}:{seed}" + (f":{d}" if d else "") for seed in seeds for s in settings
-                    for m in methods for d in (DOMAINS if m in PER_DOMAIN else (None,))
-                    if not _done(cfg, run_name(s, m, seed, d))]
-            _parallel.run_all(__file__, logs, args.workers, jobs)
+                                                  for k in ("teacher", "meta-teacher") if not _done(cfg, f"{s}-{k}")
+                                                  and ((s, k) in needed or f"{s}/{k}" not in ledger)], threads=2)
+        if "students" in phases:
+            _parallel.run_all(__file__, logs, args.workers, [f"{config}:student:{s}:{m}:{seed}" + (f":{d}" if d else "")
+                                                             for s, m, seed, d in pending])
     results, table = summarise(cfg, settings, seeds)
     settings_out = {key: (str(value) if isinstance(value, Path) else value) for key, value in cfg.items()}
     settings_out.update(seeds=seeds, data_seed=DATA_SEED, wall_seconds=None if args.summarise_only else
