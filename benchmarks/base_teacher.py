@@ -165,8 +165,21 @@ def _report(run: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _bf16_check() -> tuple[dict, list[str]]:
+    """The bf16 phase: the teacher's dev accuracy and training seconds in each precision, and the choice it made."""
+    runs = {p: _report(RUNS / f"bf16-check-{p}") for p in ("fp32", "bf16")}
+    check = {p: {"accuracy": _student_metric(RUNS / f"bf16-check-{p}"), "train_seconds": r["training"]["train_seconds"]}
+             for p, r in runs.items() if r is not None}
+    if not check:
+        return {}, []
+    lines = ["| bf16 check (SST-2, 2,000 sentences, 1 epoch) | dev accuracy | training s |", "|---|---:|---:|"]
+    lines += [f"| {p} | {c['accuracy']:.1f} | {c['train_seconds']:.0f} |" for p, c in check.items()]
+    return {**check, "teachers_train_in": _precision()}, lines + ["", f"Teachers train in {_precision()}.", ""]
+
+
 def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
-    results, lines = {}, []
+    bf16, lines = _bf16_check()
+    results = {"bf16_check": bf16} if bf16 else {}
     for task in tasks:
         teacher = _report(RUNS / f"{task}-teacher")
         if teacher is None:
@@ -184,7 +197,9 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
                             "parameters": _parameters(RUNS / f"{task}-{method}-s{seeds[0]}")}
         results[task] = {"metric": main, "rows": rows, "per_seed": per_seed, "claims": _claims(per_seed),
                          "etd": _etd(task, seeds, main), "latency": _latency(task)}
-    names = list(results)
+    names = [t for t in results if t != "bf16_check"]
+    if not names:
+        return results, "\n".join(lines + ["(no teacher has finished yet.)"])
     lines += ["| method | " + " | ".join(f"{t} ({results[t]['metric']})" for t in names) + " | average | % of teacher |",
               "|---|" + "---:|" * (len(names) + 2)]
     teacher_mean = _mean([results[t]["rows"]["teacher"]["mean"] for t in names])
