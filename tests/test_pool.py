@@ -98,3 +98,25 @@ def test_cli_gives_one_error_line(tmp_path, toy_task, tiny_teacher_dir, capsys):
     assert main(["pool", str(_write(tmp_path, pool)), "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "teachers.1.layrs: unknown key" in err
+
+
+def test_a_teacher_run_elsewhere_counts_as_the_pools_when_every_shaping_setting_agrees(tmp_path, toy_task,
+                                                                                       tiny_teacher_dir):
+    """changed_settings: what benchmarks/multi_teacher.py checks before it links base_teacher.py's MPNet teacher."""
+    from alembert.pipelines.finetune import finetune_recipe
+    from alembert.pipelines.pool import changed_settings, teacher_recipe
+
+    pool, _ = load_pool(_pool(tmp_path, toy_task, tiny_teacher_dir,
+                              teachers=[{"name": "big", "precision": "bf16"}, {"name": "small", "layers": 2}]))
+    wanted = teacher_recipe(pool, pool.teachers[0])
+    assert wanted.precision == "bf16" and teacher_recipe(pool, pool.teachers[1]).precision == "fp32"
+
+    def run_elsewhere(**changes) -> dict:  # the report of a plain fine-tune under another name and folder
+        settings = dict(epochs=1, lr=1e-3, batch_size=16, max_length=16, seed=3, precision="bf16", speed=True)
+        recipe = finetune_recipe(str(tiny_teacher_dir), toy_task, name="other-name", output_dir=str(tmp_path / "x"),
+                                 **{**settings, **changes})
+        return {"recipe": json.loads(recipe.model_dump_json())}
+
+    assert changed_settings(run_elsewhere(), wanted) == []
+    assert changed_settings(run_elsewhere(precision="fp32"), wanted) == ["precision"]
+    assert changed_settings(run_elsewhere(epochs=2, train_limit=50), wanted) == ["stages.0.epochs", "train_limit"]

@@ -12,7 +12,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -22,12 +22,12 @@ from alembert.files import write_text_atomically
 from alembert.recipe import Recipe, TaskSpec, _Strict, apply_overrides, format_validation_error, recipe_from_dict
 from alembert.yaml_file import read_yaml_mapping
 
-__all__ = ["PoolSpec", "PoolTeacher", "build_pool", "load_pool", "teachers_block"]
+__all__ = ["PoolSpec", "PoolTeacher", "build_pool", "changed_settings", "load_pool", "teachers_block"]
 
 # a teacher or pool name becomes a directory name and a YAML scalar: keep it plain
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-# recipe keys that say where things live or what is measured, not what the teacher learns
-_KEYS_THAT_DO_NOT_CHANGE_A_TEACHER = {"data_dir", "output_dir", "speed", "cache_dir", "teacher_cache"}
+# recipe keys that say what a run is called, where things live or what is measured, not what the teacher learns
+_KEYS_THAT_DO_NOT_CHANGE_A_TEACHER = {"name", "data_dir", "output_dir", "speed", "cache_dir", "teacher_cache"}
 
 
 class DefaultsSpec(_Strict):
@@ -48,6 +48,7 @@ class PoolTeacher(_Strict):
     downsample: int | None = Field(None, ge=1)  # stress: keep this many training examples
     flip_labels: float | None = Field(None, ge=0, le=1)  # stress: this fraction of examples gets a wrong label
     source: str | None = None  # another base checkpoint; default: the pool's base
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast for a big teacher, where it costs no accuracy
 
 
 class PoolSpec(_Strict):
@@ -112,7 +113,7 @@ def teacher_recipe(pool: PoolSpec, teacher: PoolTeacher) -> Recipe:
         "data_dir": pool.data_dir, "output_dir": str(pool.directory), "max_length": pool.max_length,
         "batch_size": pool.batch_size, "train_limit": teacher.train_limit or pool.train_limit,
         "seed": pool.defaults.seed if teacher.seed is None else teacher.seed, "data_seed": pool.data_seed,
-        "stress": stress or None, "speed": pool.speed,
+        "stress": stress or None, "speed": pool.speed, "precision": teacher.precision,
     }, f"{pool.name} (teacher {teacher.name})")
 
 
@@ -149,14 +150,19 @@ def _changed_keys(built: dict, wanted: dict, prefix: str = "") -> list[str]:
     return changed
 
 
+def changed_settings(report: dict, recipe: Recipe) -> list[str]:
+    """The settings that shape a teacher (everything but its name, folders and measurements) in which the finished
+    run of `report` differs from `recipe`: none, and that run is the teacher `recipe` would train."""
+    return _changed_keys(report.get("recipe", {}), json.loads(recipe.model_dump_json()))
+
+
 def _reusable_report(run_dir: Path, recipe: Recipe, where: str) -> dict | None:
     """The finished run's report; a run built from other settings is refused rather than silently reused."""
     report_file = run_dir / "report.json"
     if not report_file.is_file():
         return None
     report = json.loads(report_file.read_text(encoding="utf-8"))
-    wanted = json.loads(recipe.model_dump_json())
-    changed = _changed_keys(report.get("recipe", {}), wanted)
+    changed = changed_settings(report, recipe)
     if changed:
         raise AlembertError(f"{where}: {run_dir} was trained with other settings ({', '.join(changed)} differ); "
                             "pass --overwrite to retrain the pool")
