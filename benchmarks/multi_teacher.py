@@ -23,9 +23,9 @@ MPNet trains in bf16; where benchmarks/base_teacher.py has already fine-tuned th
 same data, epochs, lr, length, batch, seeds, precision, checked key by key), this pool links that run instead of
 training it again. Resumable: a finished run (its report.json) is skipped, an interrupted one continues from its
 newest checkpoint (`--resume`), so the same command picks up where a stopped benchmark left off. Each run is its own
-single-threaded process, `--workers` side by side; teachers before students. RL-KD's cost is its training seconds over mean's on the
-same dataset and seed, both in this benchmark under the same load. Writes benchmarks/results/multi_teacher.json/.md
-(the smoke run: multi_teacher_smoke.*).
+single-threaded process, `--workers` side by side; teachers before students. RL-KD's cost is its training seconds
+over mean's on the same dataset and seed, both in this benchmark under the same load. Writes
+benchmarks/results/multi_teacher.json/.md (the smoke run: multi_teacher_smoke.*).
 """
 from __future__ import annotations
 
