@@ -174,7 +174,8 @@ def _bf16_check() -> tuple[dict, list[str]]:
         return {}, []
     lines = ["| bf16 check (SST-2, 2,000 sentences, 1 epoch) | dev accuracy | training s |", "|---|---:|---:|"]
     lines += [f"| {p} | {c['accuracy']:.1f} | {c['train_seconds']:.0f} |" for p, c in check.items()]
-    return {**check, "teachers_train_in": _precision()}, lines + ["", f"Teachers train in {_precision()}.", ""]
+    choice = _precision()
+    return {**check, "teachers_train_in": choice}, lines + ["", f"Teachers train in {choice}.", ""]
 
 
 def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:

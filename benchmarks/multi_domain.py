@@ -183,17 +183,16 @@ def _teacher_scores(cfg: dict, ledger: dict, setting: str, kind: str) -> dict | 
     return ledger.get(f"{setting}/{kind}", {}).get("test")
 
 
-def _method_scores(cfg: dict, ledger: dict, setting: str, method: str, seed: int) -> dict | None:
-    """One method and seed's ledger entry: {domain: test accuracy}, training seconds, the teacher's average and, for
-    HRKD, its mean domain weights. A run finished here is (re)recorded; None until every part has run."""
+def _method_scores(cfg: dict, ledger: dict, setting: str, method: str, seed: int, teacher: float | None) -> dict | None:
+    """One method and seed's ledger entry: {domain: test accuracy}, training seconds, the average of its teacher (here,
+    `teacher`) and, for HRKD, its mean domain weights. A run finished here is (re)recorded; None until every part
+    has run."""
     names, key = _method_runs(setting, method, seed), f"{setting}/{method}/s{seed}"
     if all(_done(cfg, n) for n in names):
         scores, reports = {}, [_json(cfg["runs"] / n / "report.json") for n in names]
         for n in names:
             scores.update(_json(cfg["runs"] / n / "test.json"))
-        teacher = _teacher_scores(cfg, ledger, setting, _teacher_kind(method))
-        ledger[key] = {"test": scores, "seconds": sum(r["training"]["seconds"] for r in reports),
-                       "teacher": _average(teacher) if teacher else None,
+        ledger[key] = {"test": scores, "seconds": sum(r["training"]["seconds"] for r in reports), "teacher": teacher,
                        "mean_ratios": (reports[0].get("hrkd") or {}).get("mean_ratios")}
     return ledger.get(key)
 
@@ -219,13 +218,13 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int]) -> tuple[dict, s
                               "average": _parallel.spread([teachers[kind]])}
         other_teacher = []  # students distilled from a teacher run that scored otherwise than the one in the table
         for method in METHODS:
-            found = {s: _method_scores(cfg, ledger, setting, method, s) for s in seeds}
+            teacher = teachers.get(_teacher_kind(method))
+            found = {s: _method_scores(cfg, ledger, setting, method, s, teacher) for s in seeds}
             found = {s: entry for s, entry in found.items() if entry}
             per_seed[method] = {s: entry["test"] for s, entry in found.items()}
             seconds[method] = [entry["seconds"] for entry in found.values()]
             other_teacher += [f"{method} s{s} ({entry['teacher']:.2f})" for s, entry in found.items()
-                              if entry.get("teacher") is not None and _teacher_kind(method) in teachers
-                              and abs(entry["teacher"] - teachers[_teacher_kind(method)]) > 1e-6]
+                              if None not in (entry.get("teacher"), teacher) and abs(entry["teacher"] - teacher) > 1e-6]
             rows[method] = {**{d: _parallel.spread([v[d] for v in per_seed[method].values()]) for d in DOMAINS},
                             "average": _parallel.spread([_average(v) for v in per_seed[method].values()])}
         paired = {}

@@ -93,8 +93,8 @@ def pool_spec(setup: Setup, dataset: str) -> dict:
             "teachers": [{"name": name, **entry} for name, entry in POOL.items()]}
 
 
-def train_teacher(setup: Setup, dataset: str, name: str) -> None:
-    from alembert import api
+def pool_teacher_recipe(setup: Setup, dataset: str, name: str):
+    """The recipe of the pool's teacher `name` for `dataset`."""
     from alembert.pipelines.pool import load_pool, teacher_recipe
     from alembert.recipe import recipe_from_dict
 
@@ -102,20 +102,25 @@ def train_teacher(setup: Setup, dataset: str, name: str) -> None:
     recipe = teacher_recipe(pool, next(t for t in pool.teachers if t.name == name))
     if setup.dev_limit:
         recipe = recipe_from_dict({**recipe.model_dump(), "dev_limit": setup.dev_limit}, "smoke teacher")
-    api.distill(recipe, resume=True)
+    return recipe
+
+
+def train_teacher(setup: Setup, dataset: str, name: str) -> None:
+    from alembert import api
+
+    api.distill(pool_teacher_recipe(setup, dataset, name), resume=True)
 
 
 def link_shared_teacher(setup: Setup, dataset: str, name: str) -> bool:
     """Link base_teacher.py's finished teacher for `dataset` as this pool's `name` when its recipe matches the one
     the pool would train in every setting that shapes a teacher; True when linked."""
-    from alembert.pipelines.pool import changed_settings, load_pool, teacher_recipe
+    from alembert.pipelines.pool import changed_settings
 
     folder, shared = setup.runs / f"{dataset}-pool" / name, BASE_TEACHER_RUNS / f"{dataset}-teacher"
     report = report_of(shared / "report.json")
     if setup.smoke or folder.exists() or report is None:
         return False
-    pool, _ = load_pool(pool_spec(setup, dataset))
-    if changed_settings(report, teacher_recipe(pool, next(t for t in pool.teachers if t.name == name))):
+    if changed_settings(report, pool_teacher_recipe(setup, dataset, name)):
         return False
     folder.parent.mkdir(parents=True, exist_ok=True)
     folder.symlink_to(shared.resolve(), target_is_directory=True)

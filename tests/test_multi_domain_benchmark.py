@@ -2,7 +2,6 @@
 import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ def bench(tmp_path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
-    yield module, dict(module.CONFIGS["smoke"], runs=tmp_path / "runs")
-    sys.modules.pop("multi_domain_benchmark", None)
+    return module, dict(module.CONFIGS["smoke"], runs=tmp_path / "runs")
 
 
 def _fake_run(runs: Path, name: str, scores: dict, seconds: float = 10.0) -> None:
