@@ -251,8 +251,10 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int]) -> tuple[dict, s
         if other_teacher:
             lines += [f"Distilled from an earlier run of the teacher that scored otherwise (its average): "
                       f"{', '.join(other_teacher)}.", ""]
+    from alembert.files import write_text_atomically
+
     RESULTS.mkdir(parents=True, exist_ok=True)
-    _ledger_path(cfg).write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n")
+    write_text_atomically(_ledger_path(cfg), json.dumps(ledger, indent=1, sort_keys=True) + "\n")  # never half a ledger
     results["claims"] = _claims(results, settings)
     lines += ["", "| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
