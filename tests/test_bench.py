@@ -40,6 +40,37 @@ def test_bench_every_backend_with_task(tiny_dir, toy_task):
     assert "| tiny | onnx-int8 | 8 | 2 |" in table and "dev accuracy" in table
 
 
+def test_bench_interleaved_times_every_model_and_backend_in_the_same_rounds(tiny_dir, tmp_path, monkeypatch):
+    import alembert.evaluation.speed as speed
+
+    big = tmp_path / "big"
+    tiny_bert(layers=2, hidden=32, heads=2).save_pretrained(big)
+    write_tokenizer(big)
+    calls = []
+
+    def fake_rounds(runners, rounds, warmup):  # the teacher pair takes 10 ms a round, every other pair 4 ms
+        calls.append((len(runners), rounds, warmup))
+        for run in runners.values():
+            run()  # each runner really runs its backend
+        return {k: [10.0 if k == 0 else 4.0] * rounds for k in runners}
+
+    monkeypatch.setattr(speed, "interleaved_rounds", fake_rounds)
+    result = bench([big, tiny_dir], seq_lens=[8], batch_sizes=[1, 2], backends=["torch-fp32", "onnx-int8"],
+                   threads=1, warmup=1, repeats=7, names=["teacher", "student"], interleaved=True)
+    assert calls == [(4, 7, 1), (4, 7, 1)]  # per (sequence, batch): all four pairs in one set of rounds
+    rows = result["rows"]
+    assert [(r["model"], r["backend"], r["batch_size"]) for r in rows] == [
+        (m, b, n) for n in (1, 2) for m in ("teacher", "student") for b in ("torch-fp32", "onnx-int8")]
+    assert all(r["repeats"] == 7 for r in rows)
+    for r in rows:
+        if (r["model"], r["backend"]) == ("teacher", "torch-fp32"):
+            assert "speedup" not in r
+        else:
+            assert r["speedup"]["median"] == 2.5 and r["speedup"]["trusted"] and r["speedup"]["rounds"] == 7
+    table = markdown_table(result)
+    assert "speed-up (95 % interval)" in table and "| 1x |" in table and "2.50x (2.50-2.50)" in table
+
+
 def test_bench_refuses_unknown_backend(tiny_dir):
     with pytest.raises(AlembertError, match="backends"):
         bench([tiny_dir], backends=["tensorrt"])

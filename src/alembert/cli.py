@@ -198,6 +198,9 @@ def _inference_parsers(command) -> None:
                     help="warm-up runs (default: 5 at batch 1, 2 at larger batches)")
     bn.add_argument("--repeats", type=_number(int, 1, 100_000),
                     help="timed runs (default: 30 at batch 1, 10 at larger batches)")
+    bn.add_argument("--interleaved", action="store_true",
+                    help="time every model and backend in the same rounds and give each one's speed-up over the "
+                         "first, with its spread (holds every model in memory at once)")
     bn.add_argument("--output", help="write the full result as JSON here")
     bn.add_argument("--task", help="also score each model and backend on this task's dev split")
     bn.add_argument("--limit", type=_COUNT, help="score a seeded subset of this many dev examples")
@@ -246,7 +249,8 @@ def _run_inference(args) -> None:
         _check_lengths(args.models, args.seq_lens, "--seq-lens")
         result = bench(args.models, args.seq_lens, args.batch_sizes, args.backends or BACKENDS, threads=args.threads,
                        warmup=args.warmup, repeats=args.repeats, task=args.task, data_dir=args.data_dir,
-                       limit=args.limit, log=lambda message: print(message, file=sys.stderr, flush=True))
+                       limit=args.limit, log=lambda message: print(message, file=sys.stderr, flush=True),
+                       interleaved=args.interleaved)
         print(markdown_table(result))
         if output:
             output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -3,6 +3,9 @@
 Every (model, backend, sequence length, batch size) is timed the same way: warm-up runs, then timed runs on one
 full batch of seeded random token ids without padding. Batch 1 is the latency case, larger batches the
 throughput case. Torch and ONNX Runtime get the same number of threads, so the backends compare like with like.
+`interleaved`: every (model, backend) is timed in the same rounds, each round running each once, and each row
+gains its speed-up over the first (model, backend) with its spread (evaluation/speed.py), a ratio that survives
+a busy machine; all the models are then held in memory at once.
 """
 from __future__ import annotations
 
@@ -163,11 +166,12 @@ def backend_metrics(backend: Backend, data, task, batch_size: int = 64) -> dict[
 def bench(models: list[str | os.PathLike], seq_lens=(64, 128), batch_sizes=(1, 32), backends=BACKENDS,
           threads: int | None = None, warmup: int | None = None, repeats: int | None = None,
           task: str | dict | None = None, data_dir: str | None = None, limit: int | None = None,
-          seed: int = 0, names: list[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
+          seed: int = 0, names: list[str] | None = None, log: Callable[[str], None] | None = None,
+          interleaved: bool = False) -> dict:
     """Time every model x backend x sequence length x batch size; with `task`, score each (model, backend) on
-    dev. Warm-up/repeats default to 5/30 at batch 1 and 2/10 at larger batches; `threads` defaults to torch's
-    current count and applies to torch and ONNX Runtime alike. `names` labels the models (default: their
-    folder names)."""
+    dev. Warm-up/repeats default to 5/30 at batch 1 and 2/10 at larger batches (with `interleaved`, the repeats are
+    rounds); `threads` defaults to torch's current count and applies to torch and ONNX Runtime alike. `names`
+    labels the models (default: their folder names)."""
     from alembert.export import check_checkpoint_dir, load_checkpoint
 
     seq_lens, batch_sizes, backends = list(seq_lens), list(batch_sizes), list(dict.fromkeys(backends))
@@ -189,10 +193,11 @@ def bench(models: list[str | os.PathLike], seq_lens=(64, 128), batch_sizes=(1, 3
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result = {"machine": machine_info(), "threads": threads, "torch_device": device.type, "onnx_device": "cpu",
               "settings": {"seq_lens": seq_lens, "batch_sizes": batch_sizes, "backends": backends,
-                           "warmup": warmup, "repeats": repeats, "seed": seed,
+                           "warmup": warmup, "repeats": repeats, "seed": seed, "interleaved": interleaved,
                            "defaults": {"warmup": [WARMUP_B1, WARMUP_LARGE], "repeats": [REPEATS_B1, REPEATS_LARGE]}},
               "task": None, "models": [], "rows": []}
     labels: set[str] = set()
+    held = []  # interleaved: every (entry, backend, vocabulary, longest sequence), timed together at the end
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="alembert-bench-") as scratch:
@@ -211,18 +216,27 @@ def bench(models: list[str | os.PathLike], seq_lens=(64, 128), batch_sizes=(1, 3
                 if task_obj and result["task"] is None:
                     result["task"] = {"name": task_obj.name, "main_metric": task_obj.main_metric, "split": "dev",
                                       "examples": len(data), "limit": limit, "max_length": max_len}
+                positions = getattr(model.config, "max_position_embeddings", max(seq_lens))
                 for backend in built:
                     if data is not None:
                         log(f"{label} {backend.name}: scoring {len(data)} dev examples")
                         entry["metrics"][backend.name] = backend_metrics(backend, data, task_obj)
+                    if interleaved:
+                        held.append((entry, backend, model.config.vocab_size, positions))
+                        continue
                     for seq_len in seq_lens:
-                        seq = min(seq_len, getattr(model.config, "max_position_embeddings", seq_len))
                         for batch_size in batch_sizes:
-                            log(f"{label} {backend.name}: seq {seq}, batch {batch_size}")
-                            result["rows"].append(_time_row(entry, backend, model.config.vocab_size, seq,
-                                                            batch_size, warmup, repeats, seed, task_obj))
+                            log(f"{label} {backend.name}: seq {min(seq_len, positions)}, batch {batch_size}")
+                            warm, reps = _counts(batch_size, warmup, repeats)
+                            inputs = random_batch(model.config.vocab_size, batch_size, min(seq_len, positions), seed)
+                            result["rows"].append(_row(entry, backend, min(seq_len, positions), batch_size, warm,
+                                                       time_backend(backend, inputs, warm, reps), task_obj))
                 result["models"].append(entry)
                 del built, model
+            for seq_len in seq_lens if held else ():
+                for batch_size in batch_sizes:
+                    log(f"all models, interleaved: seq {seq_len}, batch {batch_size}")
+                    result["rows"] += _interleaved_rows(held, seq_len, batch_size, warmup, repeats, seed, task_obj)
     finally:
         torch.set_num_threads(previous_threads)
     return result
@@ -250,12 +264,40 @@ def _backends(model, model_dir: Path, backends: list[str], threads: int, scratch
     return sorted(built, key=lambda b: order[b.name])
 
 
-def _time_row(entry, backend, vocab_size, seq_len, batch_size, warmup, repeats, seed, task) -> dict:
-    warm = warmup if warmup is not None else (WARMUP_B1 if batch_size == 1 else WARMUP_LARGE)
-    reps = repeats if repeats is not None else (REPEATS_B1 if batch_size == 1 else REPEATS_LARGE)
-    times = time_backend(backend, random_batch(vocab_size, batch_size, seq_len, seed), warm, reps)
+def speedup_cell(speedup: dict | None) -> str:
+    """'6.31x (6.02-6.60)', '?' after it when the interval is too wide to trust; '1x' for the reference (None)."""
+    if speedup is None:
+        return "1x"
+    interval = f" ({speedup['ci95'][0]:.2f}-{speedup['ci95'][1]:.2f})" if speedup["ci95"] else ""
+    return f"{speedup['median']:.2f}x{interval}" + ("" if speedup["trusted"] else " ?")
+
+
+def _counts(batch_size: int, warmup: int | None, repeats: int | None) -> tuple[int, int]:
+    return (warmup if warmup is not None else (WARMUP_B1 if batch_size == 1 else WARMUP_LARGE),
+            repeats if repeats is not None else (REPEATS_B1 if batch_size == 1 else REPEATS_LARGE))
+
+
+def _interleaved_rows(held: list, seq_len: int, batch_size: int, warmup, repeats, seed: int, task) -> list[dict]:
+    """Every held (model, backend) timed in the same rounds; each row's speed-up is over the first one's."""
+    from alembert.evaluation.speed import interleaved_rounds, speedup
+
+    warm, rounds = _counts(batch_size, warmup, repeats)
+    runners, lengths = {}, []
+    for index, (entry, backend, vocab_size, positions) in enumerate(held):
+        lengths.append(min(seq_len, positions))
+        prepared = backend.prepare(random_batch(vocab_size, batch_size, lengths[-1], seed))
+        runners[index] = lambda backend=backend, prepared=prepared: (backend.run(prepared), backend.synchronize())
+    times = interleaved_rounds(runners, rounds, warm)
+    rows = [_row(entry, backend, length, batch_size, warm, times[i], task)
+            for i, ((entry, backend, _, _), length) in enumerate(zip(held, lengths))]
+    for i, row in enumerate(rows[1:], 1):
+        row["speedup"] = speedup(times[0], times[i])
+    return rows
+
+
+def _row(entry, backend, seq_len, batch_size, warmup, times, task) -> dict:
     row = {"model": entry["name"], "backend": backend.name, "device": backend.device, "seq_len": seq_len,
-           "batch_size": batch_size, "warmup": warm, "repeats": reps, **summarise_times(times, batch_size),
+           "batch_size": batch_size, "warmup": warmup, "repeats": len(times), **summarise_times(times, batch_size),
            "parameters": entry["parameters"], "file_bytes": backend.file_bytes}
     if task is not None:
         row["metric_name"] = task.main_metric
@@ -264,15 +306,19 @@ def _time_row(entry, backend, vocab_size, seq_len, batch_size, warmup, repeats, 
 
 
 def markdown_table(result: dict) -> str:
-    """One line per row: latency percentiles, throughput, size and, with a task, the dev metric."""
+    """One line per row: latency percentiles, throughput, size, with a task the dev metric and, timed interleaved,
+    the speed-up over the first row's model and backend (its 95 % interval; '?' where too wide to trust)."""
     metric = result["task"]["main_metric"] if result.get("task") else None
+    interleaved = result["settings"].get("interleaved")
     head = "| model | backend | seq | batch | p50 ms | p95 ms | examples/s | size MB |" + (f" dev {metric} |"
                                                                                       if metric else "")
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if metric else "")]
+    head += " speed-up (95 % interval) |" if interleaved else ""
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if metric else "") + ("---:|" * interleaved)]
     for r in result["rows"]:
         lines.append(f"| {r['model']} | {r['backend']} | {r['seq_len']} | {r['batch_size']} | "
                      f"{r['latency_ms_p50']:.2f} | {r['latency_ms_p95']:.2f} | {r['throughput']:.1f} | "
-                     f"{r['file_bytes'] / 1e6:.1f} |" + (f" {r['metric']:.2f} |" if metric else ""))
+                     f"{r['file_bytes'] / 1e6:.1f} |" + (f" {r['metric']:.2f} |" if metric else "")
+                     + (f" {speedup_cell(r.get('speedup'))} |" if interleaved else ""))
     lines.append("")
     machine, threads = result["machine"], result["threads"]
     lines.append(f"{threads} thread{'s' if threads != 1 else ''}; torch on {result['torch_device']}, ONNX Runtime on "
