@@ -42,6 +42,19 @@ def write_results(results_dir: Path, name: str, settings: dict, results: dict, t
     (results_dir / f"{name}.md").write_text(table + "\n")
 
 
+def read_ledger(path: Path) -> dict:
+    """A benchmark's committed ledger of finished runs ({} before the first): what a table needs from runs another
+    machine trained, so a lost machine loses no finished run."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_ledger(path: Path, ledger: dict) -> None:
+    from alembert.files import write_text_atomically
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, json.dumps(ledger, indent=1, sort_keys=True) + "\n")  # never half a ledger
+
+
 def spread(values: list[float]) -> dict:
     """n, mean and sample standard deviation (0 for one value, None for none)."""
     return {"n": len(values), "mean": statistics.mean(values) if values else None,

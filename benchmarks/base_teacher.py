@@ -1,7 +1,8 @@
 """Benchmark: a BERT-base-size teacher (all-mpnet-base-v2, 109.5M) distilled into a 4-layer, 384-wide, 6-head,
 FFN-1536 student extracted by ETD, on SST-2 (a subset), CoLA, MRPC, RTE and STS-B.
 
-Phases (each resumable: a finished run's report.json is kept and skipped):
+Task by task (cheapest first), each phase resumable: a finished run is skipped, and a teacher killed mid-training
+continues from its newest checkpoint (every 25 steps). Phases:
   bf16      the teacher fine-tuned on 2,000 SST-2 sentences for one epoch in fp32 and in bf16: dev accuracy and
             seconds side by side, to decide whether the teachers train in bf16
   teachers  all-mpnet-base-v2 fine-tuned per task (one run per task, reused by every student)
@@ -16,8 +17,12 @@ Phases (each resumable: a finished run's report.json is kept and skipped):
         [--seeds 42,43,44] [--workers 2]
     .venv/bin/python benchmarks/base_teacher.py --summarise-only
 
-Writes benchmarks/results/base_teacher.{json,md}. Teachers train one at a time on both cores; students two side
-by side, one thread each (their training seconds are comparable within the table, not with other tables).
+Writes benchmarks/results/base_teacher.{json,md}, and the ledger benchmarks/results/base_teacher_runs.json: each
+finished run's scores, seconds, curve and size, from which the tables are rebuilt for runs this machine lacks (a
+run in the ledger is not trained again; a teacher is retrained only where a missing run needs it). Teachers train
+one at a time on both cores; students two side by side, one thread each (their training seconds are comparable
+within the table, not with other tables). Students are not scored against the teacher in their own runs: the
+table takes the teacher's score from its run.
 """
 from __future__ import annotations
 
@@ -34,17 +39,23 @@ import _parallel  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "benchmarks" / "runs" / "base"
+LEDGER_PATH = RESULTS / "base_teacher_runs.json"
+LEDGER = _parallel.read_ledger(LEDGER_PATH)  # run name -> what the tables read of it (_record)
 BASE = "sentence-transformers/all-mpnet-base-v2"
 DATA_SEED = 42
 
-# per task: the training subset (None: all), max length, the teacher's epochs, the student's epochs per stage
+# per task: the training subset, max length, the teacher's epochs, the student's epochs per stage. 2,000 examples a
+# task (a seeded subset; RTE has 2,490, MRPC 3,668): on 2 CPU cores one pass of the 110M teacher over a task's
+# sentence pairs costs about as much as training a 4-layer student on them, and CR-ILD's MixUp runs it live on
+# every step. In order of cost, cheapest first.
 TASKS = {
-    "sst2": {"task": "sst2", "train_limit": 8000, "max_length": 64, "teacher_epochs": 2, "epochs": 3},
-    "cola": {"task": "cola", "train_limit": None, "max_length": 64, "teacher_epochs": 3, "epochs": 3},
-    "mrpc": {"task": "mrpc", "train_limit": None, "max_length": 128, "teacher_epochs": 3, "epochs": 4},
-    "rte": {"task": "rte", "train_limit": None, "max_length": 128, "teacher_epochs": 3, "epochs": 4},
-    "stsb": {"task": "stsb", "train_limit": None, "max_length": 128, "teacher_epochs": 3, "epochs": 4},
+    "sst2": {"task": "sst2", "train_limit": 2000, "max_length": 64, "teacher_epochs": 3, "epochs": 3},
+    "cola": {"task": "cola", "train_limit": 2000, "max_length": 64, "teacher_epochs": 3, "epochs": 3},
+    "stsb": {"task": "stsb", "train_limit": 2000, "max_length": 128, "teacher_epochs": 3, "epochs": 3},
+    "mrpc": {"task": "mrpc", "train_limit": 2000, "max_length": 128, "teacher_epochs": 3, "epochs": 3},
+    "rte": {"task": "rte", "train_limit": 2000, "max_length": 128, "teacher_epochs": 3, "epochs": 3},
 }
+TEACHER_CHECKPOINT_EVERY = 25  # optimizer steps: a killed teacher loses at most this much (a step is ~10 s)
 TEACHER_LR, STUDENT_LR = 3e-5, 1e-4
 STUDENT = {"init": "extract", "layers": 4, "hidden": 384, "heads": 6, "ffn": 1536, "select": "importance"}
 INITS = {"impt": STUDENT, "rand": dict(STUDENT, select="random"),
@@ -63,18 +74,30 @@ CLAIMS = (("tinybert", "kd"), ("minilmv2", "kd"), ("crild", "tinybert"), ("crild
 
 def _precision() -> str:
     """bf16 for the teachers when the bf16 check cost at most half a point of dev accuracy, else fp32."""
-    scores = {p: _student_metric(RUNS / f"bf16-check-{p}") for p in ("fp32", "bf16")}
+    scores = {p: _score(f"bf16-check-{p}") for p in ("fp32", "bf16")}
     if None in scores.values():
         return "fp32"
     return "bf16" if scores["fp32"] - scores["bf16"] <= 0.5 else "fp32"
 
 
-def _student_metric(run: Path) -> float | None:
-    report = run / "report.json"
-    if not report.is_file():
-        return None
-    data = json.loads(report.read_text())
-    return next(m for m in data["models"] if m["name"] == "student")["metrics"][data["task"]["main_metric"]]
+def _record(run: str) -> dict | None:
+    """What the tables read of a finished run: its dev score, seconds, evaluation curve and size. From its folder
+    here (and then recorded in the ledger), else from the ledger (a run another machine finished); None if neither."""
+    path = RUNS / run / "report.json"
+    if path.is_file():
+        report = json.loads(path.read_text())
+        metric = report["task"]["main_metric"]
+        LEDGER[run] = {"metric": metric, "score": next(m for m in report["models"] if m["name"] == "student")[
+            "metrics"][metric], "seconds": report["training"]["seconds"],
+            "train_seconds": report["training"]["train_seconds"],
+            "curve": [[e["step"], e[metric]] for e in report["training"]["evaluations"] if metric in e],
+            "parameters": _parameters(RUNS / run)}
+    return LEDGER.get(run)
+
+
+def _score(run: str) -> float | None:
+    record = _record(run)
+    return record["score"] if record else None
 
 
 def teacher_dir(task: str) -> Path:
@@ -90,11 +113,14 @@ def run_bf16(precision: str) -> None:
 
 def run_teacher(task: str) -> None:
     from alembert import api
+    from alembert.pipelines.finetune import finetune_recipe
 
     cfg = TASKS[task]
-    api.finetune(BASE, cfg["task"], name=f"{task}-teacher", output_dir=str(RUNS), epochs=cfg["teacher_epochs"],
-                 lr=TEACHER_LR, max_length=cfg["max_length"], train_limit=cfg["train_limit"], seed=DATA_SEED,
-                 data_seed=DATA_SEED, precision=_precision(), overwrite=True, speed=False)
+    api.distill(finetune_recipe(BASE, cfg["task"], name=f"{task}-teacher", output_dir=str(RUNS),
+                                epochs=cfg["teacher_epochs"], lr=TEACHER_LR, max_length=cfg["max_length"],
+                                train_limit=cfg["train_limit"], seed=DATA_SEED, data_seed=DATA_SEED,
+                                precision=_precision(), speed=False, checkpoint_every=TEACHER_CHECKPOINT_EVERY,
+                                checkpoint_keep=1), overwrite=True, resume=True)
 
 
 def student_recipe(task: str, method: str, seed: int, init: str = "impt", name: str | None = None,
@@ -129,14 +155,14 @@ def run_student(task: str, method: str, seed: int) -> None:
     from alembert import api
 
     every = _quarter_epoch(task) if method == "kd" else None  # the ETD comparison reads the KD row's curve
-    api.distill(student_recipe(task, method, seed, eval_every=every), overwrite=True)
+    api.distill(student_recipe(task, method, seed, eval_every=every), overwrite=True, score_teachers=False)
 
 
 def run_etd(task: str, init: str, seed: int) -> None:
     from alembert import api
 
     api.distill(student_recipe(task, "kd", seed, init, f"{task}-kd-{init}-s{seed}", _quarter_epoch(task)),
-                overwrite=True)
+                overwrite=True, score_teachers=False)
 
 
 def run_latency(task: str) -> None:
@@ -147,29 +173,31 @@ def run_latency(task: str) -> None:
         return
     out = RUNS / f"{task}-latency.json"
     result = bench([teacher_dir(task), RUNS / best / "student"], seq_lens=[128], batch_sizes=[1, 32],
-                   backends=["torch-fp32", "onnx-int8"], task=TASKS[task]["task"], names=["teacher", best])
-    out.write_text(json.dumps(result, indent=2) + "\n")
+                   backends=["torch-fp32", "onnx-int8"], task=TASKS[task]["task"], names=["teacher", best],
+                   interleaved=True)  # the speed-ups are ratios within rounds: they survive a busy machine
+    out.write_text(json.dumps({"student": best, "bench": result}, indent=2) + "\n")
+
+
+def _latency_pending(task: str, seeds: list[int]) -> bool:
+    """Whether the latency phase has yet to time this task's best student (it is re-timed when another overtakes)."""
+    best, measured = _best_student(task, seeds), _latency(task)
+    return best is not None and (measured is None or measured.get("student") != best)
 
 
 def _best_student(task: str, seeds: list[int]) -> str | None:
+    """The best-scoring student whose checkpoint is on this machine (latency times the checkpoint)."""
     found = [(score, f"{task}-{m}-s{s}") for m in METHODS for s in seeds
-             if (score := _student_metric(RUNS / f"{task}-{m}-s{s}")) is not None]
+             if (RUNS / f"{task}-{m}-s{s}" / "student").is_dir() and (score := _score(f"{task}-{m}-s{s}")) is not None]
     return max(found)[1] if found else None
 
 
 # ---- tables ---------------------------------------------------------------------------------------------------
 
 
-def _report(run: Path) -> dict | None:
-    path = run / "report.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def _bf16_check() -> tuple[dict, list[str]]:
     """The bf16 phase: the teacher's dev accuracy and training seconds in each precision, and the choice it made."""
-    runs = {p: _report(RUNS / f"bf16-check-{p}") for p in ("fp32", "bf16")}
-    check = {p: {"accuracy": _student_metric(RUNS / f"bf16-check-{p}"), "train_seconds": r["training"]["train_seconds"]}
-             for p, r in runs.items() if r is not None}
+    runs = {p: _record(f"bf16-check-{p}") for p in ("fp32", "bf16")}
+    check = {p: {"accuracy": r["score"], "train_seconds": r["train_seconds"]} for p, r in runs.items() if r}
     if not check:
         return {}, []
     lines = ["| bf16 check (SST-2, 2,000 sentences, 1 epoch) | dev accuracy | training s |", "|---|---:|---:|"]
@@ -182,22 +210,21 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     bf16, lines = _bf16_check()
     results = {"bf16_check": bf16} if bf16 else {}
     for task in tasks:
-        teacher = _report(RUNS / f"{task}-teacher")
+        teacher = _record(f"{task}-teacher")
         if teacher is None:
             continue
-        main = teacher["task"]["main_metric"]
-        student = next(m for m in teacher["models"] if m["name"] == "student")
-        rows = {"teacher": {**_parallel.spread([student["metrics"][main]]), "seconds": [teacher["training"]["seconds"]]}}
+        rows = {"teacher": {**_parallel.spread([teacher["score"]]), "seconds": [teacher["seconds"]],
+                            "parameters": teacher["parameters"]}}
         per_seed = {}
         for method in METHODS:
-            reports = {s: r for s in seeds if (r := _report(RUNS / f"{task}-{method}-s{s}")) is not None}
-            per_seed[method] = {s: next(m for m in r["models"] if m["name"] == "student")["metrics"][main]
-                                for s, r in reports.items()}
+            found = {s: r for s in seeds if (r := _record(f"{task}-{method}-s{s}"))}
+            per_seed[method] = {s: r["score"] for s, r in found.items()}
             rows[method] = {**_parallel.spread(list(per_seed[method].values())),
-                            "seconds": [r["training"]["seconds"] for r in reports.values()],
-                            "parameters": _parameters(RUNS / f"{task}-{method}-s{seeds[0]}")}
-        results[task] = {"metric": main, "rows": rows, "per_seed": per_seed, "claims": _claims(per_seed),
-                         "etd": _etd(task, seeds, main), "latency": _latency(task)}
+                            "seconds": [r["seconds"] for r in found.values()],
+                            "parameters": next((r["parameters"] for r in found.values()), None)}
+        results[task] = {"metric": teacher["metric"], "rows": rows, "per_seed": per_seed,
+                         "claims": _claims(per_seed), "etd": _etd(task, seeds), "latency": _latency(task)}
+    _parallel.write_ledger(LEDGER_PATH, LEDGER)
     names = [t for t in results if t != "bf16_check"]
     if not names:
         return results, "\n".join(lines + ["(no teacher has finished yet.)"])
@@ -209,6 +236,12 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
         mean = _mean([results[t]["rows"][method]["mean"] for t in names])
         kept = f"{100 * mean / teacher_mean:.1f}%" if mean is not None and teacher_mean else "–"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {_fmt(mean)} | {kept} |")
+    lines += ["", "| training seconds (mean of seeds) | parameters | " + " | ".join(names) + " |",
+              "|---|---:|" + "---:|" * len(names)]
+    for method in ("teacher", *METHODS):
+        size = next((p for t in names if (p := results[t]["rows"][method]["parameters"])), None)
+        lines.append(f"| {method} | {_fmt(size and size / 1e6)}M | " + " | ".join(
+            _fmt(_mean(results[t]["rows"][method]["seconds"]), 0) for t in names) + " |")
     lines += ["", "| paired, per seed (wins) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for better, than in CLAIMS:
         cells = [(lambda c: "–" if c is None else f"{_parallel.signed(c)} ({c['wins']}/{c['n']})")(
@@ -218,7 +251,31 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     for init in INITS:
         lines.append(f"| {init} | " + " | ".join(_parallel.cell(results[t]["etd"][init], len(seeds))
                                                  for t in names) + " |")
-    return results, "\n".join(lines)
+    return results, "\n".join(lines + _latency_lines(results, names))
+
+
+def _latency_lines(results: dict, tasks: list[str]) -> list[str]:
+    """Per task: the best student's speed-up over the fp32 teacher (torch fp32 and ONNX int8, batch 1 and 32,
+    sequence 128, timed interleaved), its size, and the dev points int8 costs it."""
+    from alembert.evaluation.bench import speedup_cell
+
+    measured = [t for t in tasks if results[t]["latency"]]
+    if not measured:
+        return []
+    lines = ["", "| latency, sequence 128 | student | parameters (teacher) | teacher ms b1 / b32 | fp32 × b1 | fp32 × b32 "
+             "| int8 × b1 | int8 × b32 | int8 − fp32 dev |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for task in measured:
+        latency = results[task]["latency"]
+        rows = {(r["model"], r["backend"], r["batch_size"]): r for r in latency["bench"]["rows"]}
+        student = latency["student"]
+        teacher = [rows[("teacher", "torch-fp32", b)] for b in (1, 32)]
+        cells = [speedup_cell(rows[(student, backend, b)].get("speedup"))
+                 for backend in ("torch-fp32", "onnx-int8") for b in (1, 32)]
+        drop = rows[(student, "onnx-int8", 1)]["metric"] - rows[(student, "torch-fp32", 1)]["metric"]
+        lines.append(f"| {task} | {student} | {rows[(student, 'torch-fp32', 1)]['parameters'] / 1e6:.1f}M "
+                     f"({teacher[0]['parameters'] / 1e6:.1f}M) | {teacher[0]['latency_ms_p50']:.1f} / "
+                     f"{teacher[1]['latency_ms_p50']:.0f} | " + " | ".join(cells) + f" | {drop:+.2f} |")
+    return lines
 
 
 def _mean(values):
@@ -226,14 +283,11 @@ def _mean(values):
     return statistics.mean(values) if values else None
 
 
-def _fmt(value) -> str:
-    return "–" if value is None else f"{value:.1f}"
+def _fmt(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _parameters(run: Path) -> int | None:
-    report = _report(run)
-    if report is None:
-        return None
+def _parameters(run: Path) -> int:
     import math
 
     from safetensors import safe_open
@@ -253,22 +307,27 @@ def _claims(per_seed: dict) -> dict:
     return claims
 
 
-def _etd(task: str, seeds: list[int], main: str) -> dict:
+def _etd_run(task: str, init: str, seed: int) -> str:
+    return f"{task}-kd-s{seed}" if init == "impt" else f"{task}-kd-{init}-s{seed}"  # ETD-Impt is the KD row
+
+
+def _etd(task: str, seeds: list[int]) -> dict:
     """Final dev score of the KD recipe from each initialisation, and each run's curve (step, score) to read the
     budget each needs to reach a score."""
     out = {}
     for init in INITS:
-        runs = {s: _report(RUNS / (f"{task}-kd-s{s}" if init == "impt" else f"{task}-kd-{init}-s{s}")) for s in seeds}
-        runs = {s: r for s, r in runs.items() if r is not None}
-        finals = [next(m for m in r["models"] if m["name"] == "student")["metrics"][main] for r in runs.values()]
-        curves = {s: [(e["step"], e[main]) for e in r["training"]["evaluations"]] for s, r in runs.items()}
-        out[init] = {**_parallel.spread(finals), "curves": curves}
+        runs = {s: r for s in seeds if (r := _record(_etd_run(task, init, s)))}
+        out[init] = {**_parallel.spread([r["score"] for r in runs.values()]),
+                     "curves": {s: r["curve"] for s, r in runs.items()}}
     return out
 
 
 def _latency(task: str) -> dict | None:
+    """The latency phase's measurement: from this machine (then recorded in the ledger), else from the ledger."""
     path = RUNS / f"{task}-latency.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if path.is_file():
+        LEDGER[f"{task}-latency"] = json.loads(path.read_text())
+    return LEDGER.get(f"{task}-latency")
 
 
 def main() -> None:
@@ -291,22 +350,20 @@ def main() -> None:
     phases, start = args.phases.split(","), time.time()
     logs = RUNS / "logs"
     if not args.summarise_only:
-        done = lambda run: (RUNS / run / "report.json").is_file()  # noqa: E731
         if "bf16" in phases:  # the big model on both cores, one run at a time
             _parallel.run_all(__file__, logs, 1, [f"bf16:{p}" for p in ("fp32", "bf16")
-                                                   if not done(f"bf16-check-{p}")], threads=2)
-        if "teachers" in phases:
-            _parallel.run_all(__file__, logs, 1, [f"teacher:{t}" for t in tasks if not done(f"{t}-teacher")],
-                              threads=2)
-        if "students" in phases:  # seed by seed, so a partial table covers every task and method
-            _parallel.run_all(__file__, logs, args.workers, [f"student:{t}:{m}:{s}" for s in seeds for t in tasks
-                                                             for m in methods if not done(f"{t}-{m}-s{s}")])
-        if "etd" in phases:
-            _parallel.run_all(__file__, logs, args.workers, [f"etd:{t}:{i}:{s}" for s in seeds for t in tasks
-                                                             for i in ("rand", "depth")
-                                                             if not done(f"{t}-kd-{i}-s{s}")])
-        if "latency" in phases:
-            _parallel.run_all(__file__, logs, 1, [f"latency:{t}" for t in tasks], threads=2)
+                                                   if not _record(f"bf16-check-{p}")], threads=2)
+        for task in tasks:  # task by task, so a finished task has its whole table
+            students = [f"student:{task}:{m}:{s}" for s in seeds for m in methods if "students" in phases
+                        and not _record(f"{task}-{m}-s{s}")]
+            etd = [f"etd:{task}:{i}:{s}" for s in seeds for i in ("rand", "depth") if "etd" in phases
+                   and not _record(_etd_run(task, i, s))]
+            teacher_here = (RUNS / f"{task}-teacher" / "report.json").is_file()
+            if "teachers" in phases and not teacher_here and (students or etd or not _record(f"{task}-teacher")):
+                _parallel.run_all(__file__, logs, 1, [f"teacher:{task}"], threads=2)
+            _parallel.run_all(__file__, logs, args.workers, students, etd)
+            if "latency" in phases and _latency_pending(task, seeds):
+                _parallel.run_all(__file__, logs, 1, [f"latency:{task}"], threads=2)
     results, table = summarise(tasks, seeds)
     settings = {"base": BASE, "student": STUDENT, "inits": INITS, "methods": METHODS, "tasks": TASKS,
                 "seeds": seeds, "data_seed": DATA_SEED, "teacher_lr": TEACHER_LR, "student_lr": STUDENT_LR,

@@ -207,7 +207,7 @@ def _average(scores: dict) -> float:
 
 def summarise(cfg: dict, settings: list[str], seeds: list[int]) -> tuple[dict, str]:
     """The tables from the runs here and, for runs this machine lacks, the ledger (which this updates)."""
-    ledger, results, lines = _json(_ledger_path(cfg)) or {}, {}, []
+    ledger, results, lines = _parallel.read_ledger(_ledger_path(cfg)), {}, []
     for setting in settings:
         rows, per_seed, seconds, teachers = {}, {}, {}, {}
         for kind in ("teacher", "meta-teacher"):
@@ -251,10 +251,7 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int]) -> tuple[dict, s
         if other_teacher:
             lines += [f"Distilled from an earlier run of the teacher that scored otherwise (its average): "
                       f"{', '.join(other_teacher)}.", ""]
-    from alembert.files import write_text_atomically
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(_ledger_path(cfg), json.dumps(ledger, indent=1, sort_keys=True) + "\n")  # never half a ledger
+    _parallel.write_ledger(_ledger_path(cfg), ledger)
     results["claims"] = _claims(results, settings)
     lines += ["", "| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
@@ -320,7 +317,7 @@ def main() -> None:
     settings = args.settings.split(",") if args.settings else list(cfg["settings"])
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else cfg["seeds"]
     methods, phases, start = args.methods.split(","), args.phases.split(","), time.time()
-    logs, ledger = cfg["runs"] / "logs", _json(_ledger_path(cfg)) or {}
+    logs, ledger = cfg["runs"] / "logs", _parallel.read_ledger(_ledger_path(cfg))
     if not args.summarise_only:
         # seed by seed, so a partial table covers every setting and method; a run in the ledger is not repeated
         pending = [(s, m, seed, d) for seed in seeds for s in settings for m in methods

@@ -27,7 +27,8 @@ __all__ = ["PoolSpec", "PoolTeacher", "build_pool", "changed_settings", "load_po
 # a teacher or pool name becomes a directory name and a YAML scalar: keep it plain
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # recipe keys that say what a run is called, where things live or what is measured, not what the teacher learns
-_KEYS_THAT_DO_NOT_CHANGE_A_TEACHER = {"name", "data_dir", "output_dir", "speed", "cache_dir", "teacher_cache"}
+_KEYS_THAT_DO_NOT_CHANGE_A_TEACHER = {"name", "data_dir", "output_dir", "speed", "cache_dir", "teacher_cache",
+                                      "checkpoint_every", "checkpoint_keep"}  # how often a run saves, not what
 
 
 class DefaultsSpec(_Strict):

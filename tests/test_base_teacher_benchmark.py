@@ -1,0 +1,75 @@
+"""benchmarks/base_teacher.py's ledger: finished runs survive a machine that lacks their run directories, and its
+latency table reads the interleaved speed-ups."""
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("base_teacher_benchmark", BENCHMARKS / "base_teacher.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(module, "LEDGER_PATH", tmp_path / "results" / "base_teacher_runs.json")
+    monkeypatch.setattr(module, "LEDGER", {})
+    return module
+
+
+def _fake_run(runs: Path, name: str, score: float, parameters: int = 12) -> None:
+    run = runs / name
+    (run / "student").mkdir(parents=True)
+    save_file({"weight": torch.zeros(parameters)}, str(run / "student" / "model.safetensors"))
+    (run / "report.json").write_text(json.dumps({
+        "task": {"main_metric": "accuracy"}, "models": [{"name": "student", "metrics": {"accuracy": score}}],
+        "training": {"seconds": 20.0, "train_seconds": 18.0,
+                     "evaluations": [{"step": 5, "accuracy": score - 1}, {"step": 10, "accuracy": score}]}}))
+
+
+def _bench_row(model, backend, batch, ms, metric, speedup=None):
+    row = {"model": model, "backend": backend, "batch_size": batch, "latency_ms_p50": ms, "parameters": 110e6
+           if model == "teacher" else 19e6, "metric": metric}
+    return row | ({"speedup": {"median": speedup, "ci95": [speedup - 0.1, speedup + 0.1], "trusted": True}}
+                  if speedup else {})
+
+
+def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
+    runs = bench.RUNS
+    _fake_run(runs, "sst2-teacher", 92.0, parameters=40)
+    for seed, score in ((42, 88.0), (43, 87.0), (44, 89.0)):
+        _fake_run(runs, f"sst2-kd-s{seed}", score)
+        _fake_run(runs, f"sst2-tinybert-s{seed}", score + 0.5)
+    _fake_run(runs, "sst2-kd-rand-s42", 85.0)
+    rows = [_bench_row("teacher", "torch-fp32", 1, 40.0, 92.0), _bench_row("teacher", "torch-fp32", 32, 900.0, 92.0),
+            _bench_row("sst2-tinybert-s44", "torch-fp32", 1, 6.0, 89.5, 6.6),
+            _bench_row("sst2-tinybert-s44", "torch-fp32", 32, 100.0, 89.5, 9.0),
+            _bench_row("sst2-tinybert-s44", "onnx-int8", 1, 2.5, 89.0, 16.0),
+            _bench_row("sst2-tinybert-s44", "onnx-int8", 32, 50.0, 89.0, 18.0)]
+    (runs / "sst2-latency.json").write_text(json.dumps({"student": "sst2-tinybert-s44", "bench": {"rows": rows}}))
+
+    results, table = bench.summarise(["sst2"], [42, 43, 44])
+    sst2 = results["sst2"]
+    assert sst2["rows"]["teacher"]["mean"] == 92.0 and sst2["rows"]["teacher"]["parameters"] == 40
+    assert sst2["per_seed"]["kd"] == {42: 88.0, 43: 87.0, 44: 89.0} and sst2["rows"]["kd"]["parameters"] == 12
+    assert sst2["claims"]["tinybert-kd"]["differences"] == [0.5, 0.5, 0.5]
+    assert sst2["etd"]["rand"]["mean"] == 85.0 and sst2["etd"]["impt"]["curves"][42] == [[5, 87.0], [10, 88.0]]
+    assert bench._best_student("sst2", [42, 43, 44]) == "sst2-tinybert-s44"
+    assert not bench._latency_pending("sst2", [42, 43, 44])  # the best student is the one timed
+    assert "| sst2 | sst2-tinybert-s44 | 19.0M (110.0M) | 40.0 / 900 | 6.60x (6.50-6.70) |" in table
+    assert "| -0.50 |" in table  # int8 costs the student half a point
+    assert "| kd | 0.0M | 20 |" in table  # 12 parameters; 20 s a run
+
+    shutil.rmtree(runs)  # a new machine: only the committed ledger remains
+    bench.LEDGER.clear()
+    bench.LEDGER.update(json.loads(bench.LEDGER_PATH.read_text()))
+    again, again_table = bench.summarise(["sst2"], [42, 43, 44])
+    assert json.loads(json.dumps(again)) == json.loads(json.dumps(results)) and again_table == table
+    assert bench._best_student("sst2", [42, 43, 44]) is None  # latency needs a checkpoint on this machine
