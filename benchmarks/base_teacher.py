@@ -251,7 +251,20 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     for init in INITS:
         lines.append(f"| {init} | " + " | ".join(_parallel.cell(results[t]["etd"][init], len(seeds))
                                                  for t in names) + " |")
+    lines += ["", "| ETD: optimizer steps to reach the lowest final score of the three (it, per task) | "
+              + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for init in INITS:
+        lines.append(f"| {init} | " + " | ".join(_steps_cell(results[t]["etd"][init]["to_common_score"], len(seeds))
+                                                 for t in names) + " |")
     return results, "\n".join(lines + _latency_lines(results, names))
+
+
+def _steps_cell(reached: dict, seeds: int) -> str:
+    """'120 ± 30 (to 85.0)'; the count of seeds that reached it when some did not."""
+    if reached["target"] is None or not reached["n"]:
+        return "–"
+    text = f"{reached['mean']:.0f}" + (f" ± {reached['std']:.0f}" if reached["n"] > 1 else "")
+    return text + ("" if reached["n"] == seeds else f" (n={reached['n']})") + f" (to {reached['target']:.1f})"
 
 
 def _latency_lines(results: dict, tasks: list[str]) -> list[str]:
@@ -319,6 +332,12 @@ def _etd(task: str, seeds: list[int]) -> dict:
         runs = {s: r for s in seeds if (r := _record(_etd_run(task, init, s)))}
         out[init] = {**_parallel.spread([r["score"] for r in runs.values()]),
                      "curves": {s: r["curve"] for s, r in runs.items()}}
+    finals = [out[i]["mean"] for i in INITS if out[i]["mean"] is not None]
+    target = min(finals) if len(finals) == len(INITS) else None  # a score every initialisation reached in the end
+    for init in INITS:  # the budget each needs to reach it: the first evaluation at or above it, per seed
+        steps = [next(step for step, score in curve if score >= target) for curve in out[init]["curves"].values()
+                 if any(score >= target for _, score in curve)] if target is not None else []
+        out[init]["to_common_score"] = {"target": target, **_parallel.spread(steps), "steps": steps}
     return out
 
 

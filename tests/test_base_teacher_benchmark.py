@@ -48,6 +48,7 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
         _fake_run(runs, f"sst2-kd-s{seed}", score)
         _fake_run(runs, f"sst2-tinybert-s{seed}", score + 0.5)
     _fake_run(runs, "sst2-kd-rand-s42", 85.0)
+    _fake_run(runs, "sst2-kd-depth-s42", 86.5)
     rows = [_bench_row("teacher", "torch-fp32", 1, 40.0, 92.0), _bench_row("teacher", "torch-fp32", 32, 900.0, 92.0),
             _bench_row("sst2-tinybert-s44", "torch-fp32", 1, 6.0, 89.5, 6.6),
             _bench_row("sst2-tinybert-s44", "torch-fp32", 32, 100.0, 89.5, 9.0),
@@ -61,6 +62,12 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     assert sst2["per_seed"]["kd"] == {42: 88.0, 43: 87.0, 44: 89.0} and sst2["rows"]["kd"]["parameters"] == 12
     assert sst2["claims"]["tinybert-kd"]["differences"] == [0.5, 0.5, 0.5]
     assert sst2["etd"]["rand"]["mean"] == 85.0 and sst2["etd"]["impt"]["curves"][42] == [[5, 87.0], [10, 88.0]]
+    # each fake curve is one point below the final score at step 5, the final score at step 10. The lowest final
+    # score of the three inits is rand's 85.0: kd (ETD-Impt, 87/86/88 at step 5) and depth (85.5) reach it at
+    # step 5, rand only at step 10
+    reached = {init: sst2["etd"][init]["to_common_score"] for init in ("impt", "rand", "depth")}
+    assert reached["impt"]["steps"] == [5, 5, 5] and reached["rand"]["steps"] == [10] and reached["depth"]["steps"] == [5]
+    assert "| rand | 10 (n=1) (to 85.0) |" in table
     assert bench._best_student("sst2", [42, 43, 44]) == "sst2-tinybert-s44"
     assert not bench._latency_pending("sst2", [42, 43, 44])  # the best student is the one timed
     assert "| sst2 | sst2-tinybert-s44 | 19.0M (110.0M) | 40.0 / 900 | 6.60x (6.50-6.70) |" in table
