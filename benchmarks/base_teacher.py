@@ -256,7 +256,74 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     for init in INITS:
         lines.append(f"| {init} | " + " | ".join(_steps_cell(results[t]["etd"][init]["to_common_score"], len(seeds))
                                                  for t in names) + " |")
+    results["claims"] = _verdicts(results, names, seeds)
+    lines += ["", "| claim | evidence | verdict |", "|---|---|---|"]
+    lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
     return results, "\n".join(lines + _latency_lines(results, names))
+
+
+def _task_average(per_seed: dict, tasks: list[str]) -> dict:
+    """{seed: the average over `tasks`} for the seeds every task has."""
+    common = set.intersection(*(set(per_seed[t]) for t in tasks)) if tasks else set()
+    return {s: statistics.mean(per_seed[t][s] for t in tasks) for s in sorted(common)}
+
+
+def _verdicts(results: dict, tasks: list[str], seeds: list[int]) -> list[dict]:
+    """The issue's targets and the papers' claims, each with its evidence and verdict. A target over the GLUE-5
+    average waits for all five tasks; "A beats B" is a one-sided paired t-test over the seeds of the five-task
+    average (`_parallel.beats`); a speed-up target is met when the lower end of its 95 % interval reaches it."""
+    from alembert.evaluation.bench import speedup_cell
+
+    missing = [t for t in TASKS if t not in tasks]
+    wait = f"undecided ({len(tasks)} of {len(TASKS)} tasks)" if missing else None
+    claims = []
+    averages = {m: _task_average({t: results[t]["per_seed"][m] for t in tasks}, tasks) for m in METHODS}
+    teacher = _mean([results[t]["rows"]["teacher"]["mean"] for t in tasks])
+    kept = {m: 100 * statistics.mean(a.values()) / teacher for m, a in averages.items() if a}
+    if kept:
+        best = max(kept, key=kept.get)
+        claims.append({"claim": "the best student keeps ≥ 95 % of the teacher's GLUE-5 average",
+                       "evidence": f"{best}: {kept[best]:.1f} %", "verdict": wait or
+                       ("met" if kept[best] >= 95 else "not met")})
+    for better, than in CLAIMS:
+        common = sorted(set(averages[better]) & set(averages[than]))
+        differences = [averages[better][s] - averages[than][s] for s in common]
+        claims.append({"claim": f"{better} beats {than} (five-task average)",
+                       "evidence": f"{_parallel.signed(_parallel.spread(differences))} ({sum(d > 0 for d in differences)}"
+                                   f"/{len(differences)} seeds)" if differences else "–",
+                       "verdict": wait or _parallel.beats(differences)})
+    etd = {i: _task_average({t: results[t]["etd"][i]["per_seed"] for t in tasks}, tasks) for i in INITS}
+    for other in ("rand", "depth"):
+        common = sorted(set(etd["impt"]) & set(etd[other]))
+        differences = [etd["impt"][s] - etd[other][s] for s in common]
+        claims.append({"claim": f"ETD-Impt beats {'ETD-Rand' if other == 'rand' else 'depth-only extraction'} at "
+                                "equal budget (five-task average)",
+                       "evidence": f"{_parallel.signed(_parallel.spread(differences))}" if differences else "–",
+                       "verdict": wait or _parallel.beats(differences)})
+    timed = [t for t in tasks if results[t]["latency"]]
+    for backend, target, label in (("torch-fp32", 6, "fp32"), ("onnx-int8", 15, "int8 ONNX")):
+        ups = {t: _student_row(results[t]["latency"], backend, 1)["speedup"] for t in timed}
+        lowest = min(ups.values(), key=lambda u: u["ci95"][0] if u["ci95"] else 0, default=None)
+        claims.append({"claim": f"the best student is ≥ {target}× faster than the fp32 teacher at batch 1 as {label}",
+                       "evidence": f"lowest of {len(ups)} tasks: {speedup_cell(lowest)}" if lowest else "–",
+                       "verdict": wait or ("not measured" if len(timed) < len(tasks) else
+                                           "met" if lowest["ci95"] and lowest["ci95"][0] >= target else "not met")})
+    drops = {t: _int8_drop(results[t]["latency"]) for t in timed}
+    claims.append({"claim": "int8 costs the best student at most 1 point",
+                   "evidence": ", ".join(f"{t} {d:+.2f}" for t, d in drops.items()) or "–",
+                   "verdict": wait or ("not measured" if len(timed) < len(tasks) else
+                                       "met" if min(drops.values()) >= -1 else "not met")})
+    return claims
+
+
+def _student_row(latency: dict, backend: str, batch: int) -> dict:
+    return next(r for r in latency["bench"]["rows"] if r["model"] == latency["student"]
+                and r["backend"] == backend and r["batch_size"] == batch)
+
+
+def _int8_drop(latency: dict) -> float:
+    return _student_row(latency, "onnx-int8", 1)["metric"] - _student_row(latency, "torch-fp32", 1)["metric"]
+
 
 
 def _steps_cell(reached: dict, seeds: int) -> str:
@@ -279,15 +346,13 @@ def _latency_lines(results: dict, tasks: list[str]) -> list[str]:
              "| int8 × b1 | int8 × b32 | int8 − fp32 dev |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for task in measured:
         latency = results[task]["latency"]
-        rows = {(r["model"], r["backend"], r["batch_size"]): r for r in latency["bench"]["rows"]}
-        student = latency["student"]
-        teacher = [rows[("teacher", "torch-fp32", b)] for b in (1, 32)]
-        cells = [speedup_cell(rows[(student, backend, b)].get("speedup"))
+        teacher = [next(r for r in latency["bench"]["rows"] if r["model"] == "teacher" and r["backend"] == "torch-fp32"
+                        and r["batch_size"] == b) for b in (1, 32)]
+        cells = [speedup_cell(_student_row(latency, backend, b).get("speedup"))
                  for backend in ("torch-fp32", "onnx-int8") for b in (1, 32)]
-        drop = rows[(student, "onnx-int8", 1)]["metric"] - rows[(student, "torch-fp32", 1)]["metric"]
-        lines.append(f"| {task} | {student} | {rows[(student, 'torch-fp32', 1)]['parameters'] / 1e6:.1f}M "
+        lines.append(f"| {task} | {latency['student']} | {_student_row(latency, 'torch-fp32', 1)['parameters'] / 1e6:.1f}M "
                      f"({teacher[0]['parameters'] / 1e6:.1f}M) | {teacher[0]['latency_ms_p50']:.1f} / "
-                     f"{teacher[1]['latency_ms_p50']:.0f} | " + " | ".join(cells) + f" | {drop:+.2f} |")
+                     f"{teacher[1]['latency_ms_p50']:.0f} | " + " | ".join(cells) + f" | {_int8_drop(latency):+.2f} |")
     return lines
 
 
@@ -331,7 +396,7 @@ def _etd(task: str, seeds: list[int]) -> dict:
     for init in INITS:
         runs = {s: r for s in seeds if (r := _record(_etd_run(task, init, s)))}
         out[init] = {**_parallel.spread([r["score"] for r in runs.values()]),
-                     "curves": {s: r["curve"] for s, r in runs.items()}}
+                     "per_seed": {s: r["score"] for s, r in runs.items()}, "curves": {s: r["curve"] for s, r in runs.items()}}
     finals = [out[i]["mean"] for i in INITS if out[i]["mean"] is not None]
     target = min(finals) if len(finals) == len(INITS) else None  # a score every initialisation reached in the end
     for init in INITS:  # the budget each needs to reach it: the first evaluation at or above it, per seed

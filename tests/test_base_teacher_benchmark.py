@@ -73,6 +73,12 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     assert "| sst2 | sst2-tinybert-s44 | 19.0M (110.0M) | 40.0 / 900 | 6.60x (6.50-6.70) |" in table
     assert "| -0.50 |" in table  # int8 costs the student half a point
     assert "| kd | 0.0M | 20 |" in table  # 12 parameters; 20 s a run
+    claims = {c["claim"]: c for c in results["claims"]}
+    kept = claims["the best student keeps ≥ 95 % of the teacher's GLUE-5 average"]
+    assert kept["evidence"] == "tinybert: 96.2 %" and kept["verdict"] == "undecided (1 of 5 tasks)"
+    assert claims["tinybert beats kd (five-task average)"]["evidence"] == "+0.5 ± 0.0 (3/3 seeds)"
+    fp32 = claims["the best student is ≥ 6× faster than the fp32 teacher at batch 1 as fp32"]
+    assert fp32["evidence"] == "lowest of 1 tasks: 6.60x (6.50-6.70)"
 
     shutil.rmtree(runs)  # a new machine: only the committed ledger remains
     bench.LEDGER.clear()
