@@ -240,7 +240,7 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
               "|---|---:|" + "---:|" * len(names)]
     for method in ("teacher", *METHODS):
         size = next((p for t in names if (p := results[t]["rows"][method]["parameters"])), None)
-        lines.append(f"| {method} | {_fmt(size and size / 1e6)}M | " + " | ".join(
+        lines.append(f"| {method} | {f'{size / 1e6:.1f}M' if size else '–'} | " + " | ".join(
             _fmt(_mean(results[t]["rows"][method]["seconds"]), 0) for t in names) + " |")
     lines += ["", "| paired, per seed (wins) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for better, than in CLAIMS:
