@@ -228,7 +228,8 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     names = [t for t in results if t != "bf16_check"]
     if not names:
         return results, "\n".join(lines + ["(no teacher has finished yet.)"])
-    lines += ["| method | " + " | ".join(f"{t} ({results[t]['metric']})" for t in names) + " | average | % of teacher |",
+    lines += ["| method | " + " | ".join(f"{t} ({results[t]['metric']})" for t in names)
+              + " | average | % of teacher |",
               "|---|" + "---:|" * (len(names) + 2)]
     teacher_mean = _mean([results[t]["rows"]["teacher"]["mean"] for t in names])
     for method in ("teacher", *METHODS):
@@ -288,9 +289,9 @@ def _verdicts(results: dict, tasks: list[str], seeds: list[int]) -> list[dict]:
     for better, than in CLAIMS:
         common = sorted(set(averages[better]) & set(averages[than]))
         differences = [averages[better][s] - averages[than][s] for s in common]
+        wins = f"({sum(d > 0 for d in differences)}/{len(differences)} seeds)"
         claims.append({"claim": f"{better} beats {than} (five-task average)",
-                       "evidence": f"{_parallel.signed(_parallel.spread(differences))} ({sum(d > 0 for d in differences)}"
-                                   f"/{len(differences)} seeds)" if differences else "–",
+                       "evidence": f"{_parallel.signed(_parallel.spread(differences))} {wins}" if differences else "–",
                        "verdict": wait or _parallel.beats(differences)})
     etd = {i: _task_average({t: results[t]["etd"][i]["per_seed"] for t in tasks}, tasks) for i in INITS}
     for other in ("rand", "depth"):
@@ -304,7 +305,8 @@ def _verdicts(results: dict, tasks: list[str], seeds: list[int]) -> list[dict]:
     for backend, target, label in (("torch-fp32", 6, "fp32"), ("onnx-int8", 15, "int8 ONNX")):
         ups = {t: _student_row(results[t]["latency"], backend, 1)["speedup"] for t in timed}
         lowest = min(ups.values(), key=lambda u: u["ci95"][0] if u["ci95"] else 0, default=None)
-        claims.append({"claim": f"the best student is ≥ {target}× faster than the fp32 teacher at batch 1 as {label}",
+        claims.append({"claim": f"the best student is ≥ {target}× faster than the fp32 teacher at batch 1 as "
+                                f"{label}",
                        "evidence": f"lowest of {len(ups)} tasks: {speedup_cell(lowest)}" if lowest else "–",
                        "verdict": wait or ("not measured" if len(timed) < len(tasks) else
                                            "met" if lowest["ci95"] and lowest["ci95"][0] >= target else "not met")})
@@ -342,15 +344,17 @@ def _latency_lines(results: dict, tasks: list[str]) -> list[str]:
     measured = [t for t in tasks if results[t]["latency"]]
     if not measured:
         return []
-    lines = ["", "| latency, sequence 128 | student | parameters (teacher) | teacher ms b1 / b32 | fp32 × b1 | fp32 × b32 "
-             "| int8 × b1 | int8 × b32 | int8 − fp32 dev |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["", "| latency, sequence 128 | student | parameters (teacher) | teacher ms b1 / b32 | fp32 × b1 "
+             "| fp32 × b32 | int8 × b1 | int8 × b32 | int8 − fp32 dev |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for task in measured:
         latency = results[task]["latency"]
         teacher = [next(r for r in latency["bench"]["rows"] if r["model"] == "teacher" and r["backend"] == "torch-fp32"
                         and r["batch_size"] == b) for b in (1, 32)]
         cells = [speedup_cell(_student_row(latency, backend, b).get("speedup"))
                  for backend in ("torch-fp32", "onnx-int8") for b in (1, 32)]
-        lines.append(f"| {task} | {latency['student']} | {_student_row(latency, 'torch-fp32', 1)['parameters'] / 1e6:.1f}M "
+        student = _student_row(latency, "torch-fp32", 1)
+        lines.append(f"| {task} | {latency['student']} | {student['parameters'] / 1e6:.1f}M "
                      f"({teacher[0]['parameters'] / 1e6:.1f}M) | {teacher[0]['latency_ms_p50']:.1f} / "
                      f"{teacher[1]['latency_ms_p50']:.0f} | " + " | ".join(cells) + f" | {_int8_drop(latency):+.2f} |")
     return lines
@@ -396,7 +400,8 @@ def _etd(task: str, seeds: list[int]) -> dict:
     for init in INITS:
         runs = {s: r for s in seeds if (r := _record(_etd_run(task, init, s)))}
         out[init] = {**_parallel.spread([r["score"] for r in runs.values()]),
-                     "per_seed": {s: r["score"] for s, r in runs.items()}, "curves": {s: r["curve"] for s, r in runs.items()}}
+                     "per_seed": {s: r["score"] for s, r in runs.items()},
+                     "curves": {s: r["curve"] for s, r in runs.items()}}
     finals = [out[i]["mean"] for i in INITS if out[i]["mean"] is not None]
     target = min(finals) if len(finals) == len(INITS) else None  # a score every initialisation reached in the end
     for init in INITS:  # the budget each needs to reach it: the first evaluation at or above it, per seed

@@ -66,7 +66,8 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     # score of the three inits is rand's 85.0: kd (ETD-Impt, 87/86/88 at step 5) and depth (85.5) reach it at
     # step 5, rand only at step 10
     reached = {init: sst2["etd"][init]["to_common_score"] for init in ("impt", "rand", "depth")}
-    assert reached["impt"]["steps"] == [5, 5, 5] and reached["rand"]["steps"] == [10] and reached["depth"]["steps"] == [5]
+    assert reached["impt"]["steps"] == [5, 5, 5]
+    assert reached["rand"]["steps"] == [10] and reached["depth"]["steps"] == [5]
     assert "| rand | 10 (n=1) (to 85.0) |" in table
     assert bench._best_student("sst2", [42, 43, 44]) == "sst2-tinybert-s44"
     assert not bench._latency_pending("sst2", [42, 43, 44])  # the best student is the one timed

@@ -224,12 +224,12 @@ def bench(models: list[str | os.PathLike], seq_lens=(64, 128), batch_sizes=(1, 3
                     if interleaved:
                         held.append((entry, backend, model.config.vocab_size, positions))
                         continue
-                    for seq_len in seq_lens:
+                    for seq in (min(seq_len, positions) for seq_len in seq_lens):
                         for batch_size in batch_sizes:
-                            log(f"{label} {backend.name}: seq {min(seq_len, positions)}, batch {batch_size}")
+                            log(f"{label} {backend.name}: seq {seq}, batch {batch_size}")
                             warm, reps = _counts(batch_size, warmup, repeats)
-                            inputs = random_batch(model.config.vocab_size, batch_size, min(seq_len, positions), seed)
-                            result["rows"].append(_row(entry, backend, min(seq_len, positions), batch_size, warm,
+                            inputs = random_batch(model.config.vocab_size, batch_size, seq, seed)
+                            result["rows"].append(_row(entry, backend, seq, batch_size, warm,
                                                        time_backend(backend, inputs, warm, reps), task_obj))
                 result["models"].append(entry)
                 del built, model
@@ -313,7 +313,8 @@ def markdown_table(result: dict) -> str:
     head = "| model | backend | seq | batch | p50 ms | p95 ms | examples/s | size MB |" + (f" dev {metric} |"
                                                                                       if metric else "")
     head += " speed-up (95 % interval) |" if interleaved else ""
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if metric else "") + ("---:|" * interleaved)]
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if metric else "")
+             + ("---:|" if interleaved else "")]
     for r in result["rows"]:
         lines.append(f"| {r['model']} | {r['backend']} | {r['seq_len']} | {r['batch_size']} | "
                      f"{r['latency_ms_p50']:.2f} | {r['latency_ms_p95']:.2f} | {r['throughput']:.1f} | "
