@@ -289,9 +289,9 @@ def _verdicts(results: dict, tasks: list[str], seeds: list[int]) -> list[dict]:
     for better, than in CLAIMS:
         common = sorted(set(averages[better]) & set(averages[than]))
         differences = [averages[better][s] - averages[than][s] for s in common]
-        wins = f"({sum(d > 0 for d in differences)}/{len(differences)} seeds)"
-        claims.append({"claim": f"{better} beats {than} (five-task average)",
-                       "evidence": f"{_parallel.signed(_parallel.spread(differences))} {wins}" if differences else "–",
+        evidence = f"{_parallel.signed(_parallel.spread(differences))} ({sum(d > 0 for d in differences)}/" \
+                   f"{len(differences)} seeds)" if differences else "–"
+        claims.append({"claim": f"{better} beats {than} (five-task average)", "evidence": evidence,
                        "verdict": wait or _parallel.beats(differences)})
     etd = {i: _task_average({t: results[t]["etd"][i]["per_seed"] for t in tasks}, tasks) for i in INITS}
     for other in ("rand", "depth"):
