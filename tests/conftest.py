@@ -7,12 +7,27 @@ import tempfile  # noqa: E402
 # teacher-output caches of the tests go to a throwaway folder, never the user's ~/.cache
 os.environ["ALEMBERT_CACHE"] = tempfile.mkdtemp(prefix="alembert-test-cache-")
 
+import importlib.util  # noqa: E402
 import random  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast  # noqa: E402
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str, monkeypatch=None):
+    """benchmarks/<name>.py as a module (benchmarks/ is no package). With `monkeypatch`, benchmarks/ is on sys.path
+    for the test, for the scripts that import their shared helpers (_parallel)."""
+    if monkeypatch is not None:
+        monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 WORDS = ("good great fine bad awful poor movie film plot actor the a is was very not and it".split())
 

@@ -1,6 +1,5 @@
 """benchmarks/base_teacher.py's ledger: finished runs survive a machine that lacks their run directories, and its
 latency table reads the interleaved speed-ups."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -9,15 +8,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import load_benchmark
 
 
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("base_teacher_benchmark", BENCHMARKS / "base_teacher.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("base_teacher", monkeypatch)
     monkeypatch.setattr(module, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(module, "LEDGER_PATH", tmp_path / "results" / "base_teacher_runs.json")
     monkeypatch.setattr(module, "LEDGER", {})

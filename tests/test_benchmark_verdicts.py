@@ -1,18 +1,12 @@
 """The one rule every benchmark uses to decide a paper's "A beats B" claim from per-seed paired differences."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "_parallel.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def parallel():
-    spec = importlib.util.spec_from_file_location("benchmark_parallel", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("_parallel")
 
 
 @pytest.mark.parametrize("differences, verdict", [

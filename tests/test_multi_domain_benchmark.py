@@ -1,21 +1,18 @@
 """benchmarks/multi_domain.py's ledger: finished runs survive a machine that lacks their run directories."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import load_benchmark
+
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
 
 
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("multi_domain_benchmark", BENCHMARKS / "multi_domain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("multi_domain", monkeypatch)
     monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
     return module, dict(module.CONFIGS["smoke"], runs=tmp_path / "runs")
 

@@ -1,18 +1,10 @@
 """The training-throughput benchmark's table, built from a synthetic results file (no models, no data)."""
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
+from conftest import BENCHMARKS, load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "training_throughput.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("training_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = BENCHMARKS / "training_throughput.py"
 
 
 def _results() -> dict:
@@ -39,7 +31,7 @@ def _results() -> dict:
 
 
 def test_table_ratios_targets_and_mfu():
-    table = _module().summarise(_results())
+    table = load_benchmark("training_throughput").summarise(_results())
     assert "| (d) alembert, teacher cache | 25.0 [24.0–26.0] | 2.27× | 85.5 |" in table
     assert "| (c) alembert, live teacher | 14.0 [13.0–15.0] | 1.27× |" in table
     assert "≥ 2.0× TextBrewer: 2.27× — met" in table and "≥ 1.2× TextBrewer: 1.27× — met" in table
