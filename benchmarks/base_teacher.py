@@ -231,12 +231,14 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     lines += ["| method | " + " | ".join(f"{t} ({results[t]['metric']})" for t in names)
               + " | average | % of teacher |",
               "|---|" + "---:|" * (len(names) + 2)]
-    teacher_mean = _mean([results[t]["rows"]["teacher"]["mean"] for t in names])
     for method in ("teacher", *METHODS):
         cells = [_parallel.cell(results[t]["rows"][method], 1 if method == "teacher" else len(seeds)) for t in names]
-        mean = _mean([results[t]["rows"][method]["mean"] for t in names])
-        kept = f"{100 * mean / teacher_mean:.1f}%" if mean is not None and teacher_mean else "–"
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_fmt(mean)} | {kept} |")
+        ran = [t for t in names if results[t]["rows"][method]["mean"] is not None]  # the average and the % kept
+        mean = _mean([results[t]["rows"][method]["mean"] for t in ran])             # are over the same tasks
+        teacher = _mean([results[t]["rows"]["teacher"]["mean"] for t in ran])
+        kept = f"{100 * mean / teacher:.1f}%" if mean is not None and teacher else "–"
+        partial = f" ({len(ran)} of {len(names)} tasks)" if ran and len(ran) < len(names) else ""
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_fmt(mean)}{partial} | {kept} |")
     lines += ["", "| training seconds (mean of seeds) | parameters | " + " | ".join(names) + " |",
               "|---|---:|" + "---:|" * len(names)]
     for method in ("teacher", *METHODS):
@@ -281,11 +283,10 @@ def _verdicts(results: dict, tasks: list[str], seeds: list[int]) -> list[dict]:
     averages = {m: _task_average({t: results[t]["per_seed"][m] for t in tasks}, tasks) for m in METHODS}
     teacher = _mean([results[t]["rows"]["teacher"]["mean"] for t in tasks])
     kept = {m: 100 * statistics.mean(a.values()) / teacher for m, a in averages.items() if a}
-    if kept:
-        best = max(kept, key=kept.get)
-        claims.append({"claim": "the best student keeps ≥ 95 % of the teacher's GLUE-5 average",
-                       "evidence": f"{best}: {kept[best]:.1f} %", "verdict": wait or
-                       ("met" if kept[best] >= 95 else "not met")})
+    best = max(kept, key=kept.get) if kept else None
+    claims.append({"claim": "the best student keeps ≥ 95 % of the teacher's GLUE-5 average",
+                   "evidence": f"{best}: {kept[best]:.1f} %" if best else "–", "verdict": wait or
+                   ("met" if kept[best] >= 95 else "not met")})
     for better, than in CLAIMS:
         common = sorted(set(averages[better]) & set(averages[than]))
         differences = [averages[better][s] - averages[than][s] for s in common]
