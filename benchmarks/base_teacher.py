@@ -286,7 +286,8 @@ def _verdicts(results: dict, tasks: list[str], seeds: list[int]) -> list[dict]:
     best = max(kept, key=kept.get) if kept else None
     claims.append({"claim": "the best student keeps ≥ 95 % of the teacher's GLUE-5 average",
                    "evidence": f"{best}: {kept[best]:.1f} %" if best else "–", "verdict": wait or
-                   ("met" if kept[best] >= 95 else "not met")})
+                   ("undecided (no seed has every task)" if best is None else
+                    "met" if kept[best] >= 95 else "not met")})
     for better, than in CLAIMS:
         common = sorted(set(averages[better]) & set(averages[than]))
         differences = [averages[better][s] - averages[than][s] for s in common]

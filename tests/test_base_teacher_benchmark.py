@@ -79,6 +79,16 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     fp32 = claims["the best student is ≥ 6× faster than the fp32 teacher at batch 1 as fp32"]
     assert fp32["evidence"] == "lowest of 1 tasks: 6.60x (6.50-6.70)"
 
+    for task in ("stsb", "mrpc", "rte"):  # every task's teacher, no student yet on all five: nothing decided
+        _fake_run(runs, f"{task}-teacher", 80.0)
+    every = {c["claim"]: c["verdict"] for c in bench.summarise(list(bench.TASKS), [42, 43, 44])[0]["claims"]}
+    assert every["the best student keeps ≥ 95 % of the teacher's GLUE-5 average"] == \
+        "undecided (no seed has every task)"
+    assert every["the best student is ≥ 6× faster than the fp32 teacher at batch 1 as fp32"] == "not measured"
+    for task in ("stsb", "mrpc", "rte"):
+        shutil.rmtree(runs / f"{task}-teacher")
+        bench.LEDGER.pop(f"{task}-teacher")
+
     shutil.rmtree(runs)  # a new machine: only the committed ledger remains
     bench.LEDGER.clear()
     bench.LEDGER.update(json.loads(bench.LEDGER_PATH.read_text()))
