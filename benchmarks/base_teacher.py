@@ -113,14 +113,12 @@ def run_bf16(precision: str) -> None:
 
 def run_teacher(task: str) -> None:
     from alembert import api
-    from alembert.pipelines.finetune import finetune_recipe
 
     cfg = TASKS[task]
-    api.distill(finetune_recipe(BASE, cfg["task"], name=f"{task}-teacher", output_dir=str(RUNS),
-                                epochs=cfg["teacher_epochs"], lr=TEACHER_LR, max_length=cfg["max_length"],
-                                train_limit=cfg["train_limit"], seed=DATA_SEED, data_seed=DATA_SEED,
-                                precision=_precision(), speed=False, checkpoint_every=TEACHER_CHECKPOINT_EVERY,
-                                checkpoint_keep=1), overwrite=True, resume=True)
+    api.finetune(BASE, cfg["task"], name=f"{task}-teacher", output_dir=str(RUNS), epochs=cfg["teacher_epochs"],
+                 lr=TEACHER_LR, max_length=cfg["max_length"], train_limit=cfg["train_limit"], seed=DATA_SEED,
+                 data_seed=DATA_SEED, precision=_precision(), overwrite=True, resume=True, speed=False,
+                 checkpoint_every=TEACHER_CHECKPOINT_EVERY, checkpoint_keep=1)
 
 
 def student_recipe(task: str, method: str, seed: int, init: str = "impt", name: str | None = None,
@@ -259,7 +257,7 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     for init in INITS:
         lines.append(f"| {init} | " + " | ".join(_steps_cell(results[t]["etd"][init]["to_common_score"], len(seeds))
                                                  for t in names) + " |")
-    results["claims"] = _verdicts(results, names, seeds)
+    results["claims"] = _verdicts(results, names)
     lines += ["", "| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
     return results, "\n".join(lines + _latency_lines(results, names))
@@ -271,7 +269,7 @@ def _task_average(per_seed: dict, tasks: list[str]) -> dict:
     return {s: statistics.mean(per_seed[t][s] for t in tasks) for s in sorted(common)}
 
 
-def _verdicts(results: dict, tasks: list[str], seeds: list[int]) -> list[dict]:
+def _verdicts(results: dict, tasks: list[str]) -> list[dict]:
     """The issue's targets and the papers' claims, each with its evidence and verdict. A target over the GLUE-5
     average waits for all five tasks; "A beats B" is a one-sided paired t-test over the seeds of the five-task
     average (`_parallel.beats`); a speed-up target is met when the lower end of its 95 % interval reaches it."""
@@ -327,7 +325,6 @@ def _student_row(latency: dict, backend: str, batch: int) -> dict:
 
 def _int8_drop(latency: dict) -> float:
     return _student_row(latency, "onnx-int8", 1)["metric"] - _student_row(latency, "torch-fp32", 1)["metric"]
-
 
 
 def _steps_cell(reached: dict, seeds: int) -> str:

@@ -232,3 +232,19 @@ def test_kill_9_at_three_random_points_then_resume_matches_the_uninterrupted_run
     assert finished.returncode == 0, err
     assert "resuming from" in err
     _assert_same_run(whole.path, tmp_path / "out" / "killed")
+
+
+def test_finetune_resumes_an_interrupted_teacher(tmp_path, toy_task, tiny_teacher_dir):
+    """api.finetune(resume=True) continues a crashed fine-tuning from its checkpoint (a 110M teacher takes hours)."""
+    from alembert.pipelines.finetune import finetune_recipe
+
+    settings = dict(output_dir=str(tmp_path / "out"), epochs=2, lr=1e-3, batch_size=8, max_length=16, speed=False,
+                    checkpoint_every=1, checkpoint_keep=1)
+    whole = api.finetune(str(tiny_teacher_dir), toy_task, name="whole", **settings)
+    with pytest.raises(KeyboardInterrupt):
+        api.distill(finetune_recipe(str(tiny_teacher_dir), toy_task, "crashed", **settings),
+                    plugins=[CrashAt("finetune", 3)])
+    with pytest.raises(AlembertError, match="pass --resume to continue it"):
+        api.finetune(str(tiny_teacher_dir), toy_task, name="crashed", **settings)
+    resumed = api.finetune(str(tiny_teacher_dir), toy_task, name="crashed", resume=True, **settings)
+    _assert_same_run(whole.path, resumed.path)

@@ -17,11 +17,12 @@ __all__ = ["RunResult", "build_pool", "distill", "evaluate", "finetune", "proces
 
 
 def finetune(model: str, task, name: str | None = None, output_dir: str = "outputs", overwrite: bool = False,
-             **settings) -> RunResult:
+             resume: bool = False, **settings) -> RunResult:
     """Fine-tune `model` on `task` with labels alone: a teacher, or the no-teacher baseline of a student.
     settings: epochs, lr, batch_size, max_length, train_limit, dev_limit, seed, data_dir, precision, speed,
-    data_seed, stress, trust_remote_code (pipelines/finetune.py)."""
-    return distill(finetune_recipe(model, task, name, output_dir, **settings), overwrite=overwrite)
+    data_seed, stress, trust_remote_code and any other recipe key, e.g. checkpoint_every (pipelines/finetune.py).
+    `resume`: continue an interrupted run from its newest checkpoint, as `distill` does."""
+    return distill(finetune_recipe(model, task, name, output_dir, **settings), overwrite=overwrite, resume=resume)
 
 
 def evaluate(model: str, task: str | dict, split: str = "dev", data_dir: str | None = None,
