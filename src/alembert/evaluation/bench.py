@@ -44,6 +44,11 @@ class Backend:
     run: Callable[[object], np.ndarray]
     synchronize: Callable[[], None] = lambda: None
 
+    def runner(self, inputs: dict[str, torch.Tensor]) -> Callable[[], None]:
+        """One timed run on `inputs`, prepared once here, outside any clock."""
+        prepared = self.prepare(inputs)
+        return lambda: (self.run(prepared), self.synchronize())
+
 
 def torch_backend(model, names: list[str], bf16: bool, file_bytes: int) -> Backend:
     device = next(model.parameters()).device
@@ -85,12 +90,11 @@ def random_batch(vocab_size: int, batch_size: int, seq_len: int, seed: int = 0) 
 
 def time_backend(backend: Backend, inputs: dict[str, torch.Tensor], warmup: int, repeats: int) -> list[float]:
     """Milliseconds of each timed run; input preparation is outside the clock."""
-    prepared = backend.prepare(inputs)
+    run = backend.runner(inputs)
     times = []
     for i in range(warmup + repeats):
         start = time.perf_counter()
-        backend.run(prepared)
-        backend.synchronize()
+        run()
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1000)
     return times
@@ -285,8 +289,7 @@ def _interleaved_rows(held: list, seq_len: int, batch_size: int, warmup, repeats
     runners, lengths = {}, []
     for index, (entry, backend, vocab_size, positions) in enumerate(held):
         lengths.append(min(seq_len, positions))
-        prepared = backend.prepare(random_batch(vocab_size, batch_size, lengths[-1], seed))
-        runners[index] = lambda backend=backend, prepared=prepared: (backend.run(prepared), backend.synchronize())
+        runners[index] = backend.runner(random_batch(vocab_size, batch_size, lengths[-1], seed))
     times = interleaved_rounds(runners, rounds, warm)
     rows = [_row(entry, backend, length, batch_size, warm, times[i], task)
             for i, ((entry, backend, _, _), length) in enumerate(zip(held, lengths))]

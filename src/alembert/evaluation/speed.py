@@ -104,8 +104,7 @@ def speed_profiles(models: dict[str, nn.Module], seq_len: int, batch_sizes=(1, 3
         for name, model in models.items():
             model.eval()
             backend = torch_backend(model, input_names(model), bf16=False, file_bytes=0)
-            prepared = backend.prepare(random_batch(model.config.vocab_size, size, lengths[name]))
-            runners[name] = lambda backend=backend, prepared=prepared: (backend.run(prepared), backend.synchronize())
+            runners[name] = backend.runner(random_batch(model.config.vocab_size, size, lengths[name]))
         times = interleaved_rounds(runners, rounds.get(size, ROUNDS[32]), warmup, timer)
         for name in models:
             result[name][f"latency_ms_b{size}"] = float(statistics.median(times[name]))
