@@ -12,8 +12,9 @@ continues from its newest checkpoint (every 25 steps). Phases:
             row's ETD-Impt student, at the same training budget, evaluated every quarter epoch
   latency   teacher and the best student per task at batch 1 and 32, sequence 128: torch fp32 and ONNX int8
             (alembert bench, the models timed in one process), and the int8 drop on dev
+  probes    whether the student's budget binds: SST-2's KD recipe on seed 42 with 10 epochs, and at lr 3e-4
 
-    .venv/bin/python benchmarks/base_teacher.py [--phases bf16,teachers,students,etd,latency] [--tasks ...]
+    .venv/bin/python benchmarks/base_teacher.py [--phases bf16,teachers,students,etd,latency,probes] [--tasks ...]
         [--seeds 42,43,44] [--workers 2]
     .venv/bin/python benchmarks/base_teacher.py --summarise-only
 
@@ -69,6 +70,8 @@ METHODS = {
     "minilmv2": ("minilmv2", []),  # relation heads 12 in the recipe: 32 wide in the student, 64 in the teacher
     "crild": ("crild", ["stages.0.losses.0.heads=12"]),  # Q/K/V relations re-split into 12 heads, as MiniLMv2
 }
+# the student's budget probed on SST-2, seed 42: the KD recipe with each stage changed so (run name -> changes)
+PROBES = {"sst2-kd-e10-probe": {"epochs": 10}, "sst2-kd-lr3e-4-probe": {"lr": 3e-4}}
 CLAIMS = (("tinybert", "kd"), ("minilmv2", "kd"), ("crild", "tinybert"), ("crild", "minilmv2"))
 
 
@@ -161,6 +164,16 @@ def run_etd(task: str, init: str, seed: int) -> None:
 
     api.distill(student_recipe(task, "kd", seed, init, f"{task}-kd-{init}-s{seed}", _quarter_epoch(task)),
                 overwrite=True, score_teachers=False)
+
+
+def run_probe(name: str) -> None:
+    from alembert import api
+    from alembert.recipe import recipe_from_dict
+
+    data = student_recipe("sst2", "kd", 42, name=name).model_dump()
+    for stage in data["stages"]:
+        stage.update(PROBES[name])
+    api.distill(recipe_from_dict(data, name), overwrite=True, score_teachers=False)
 
 
 def run_latency(task: str) -> None:
@@ -257,6 +270,14 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     for init in INITS:
         lines.append(f"| {init} | " + " | ".join(_steps_cell(results[t]["etd"][init]["to_common_score"], len(seeds))
                                                  for t in names) + " |")
+    probes = {"sst2-kd-s42 (the KD row)": _record("sst2-kd-s42"), **{n: _record(n) for n in PROBES}}
+    if any(probes.values()):
+        results["probes"] = {n: r and {"score": r["score"], "steps": r["curve"][-1][0], "seconds": r["seconds"]}
+                             for n, r in probes.items()}
+        lines += ["", "| the student's budget (SST-2 KD, seed 42) | dev accuracy | optimizer steps | training s |",
+                  "|---|---:|---:|---:|"]
+        for n, r in results["probes"].items():
+            lines.append(f"| {n} | {r['score']:.1f} | {r['steps']} | {r['seconds']:.0f} |" if r else f"| {n} | – | – | – |")
     results["claims"] = _verdicts(results, names)
     lines += ["", "| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
@@ -420,7 +441,7 @@ def _latency(task: str) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phases", default="bf16,teachers,students,etd,latency")
+    parser.add_argument("--phases", default="bf16,teachers,students,etd,latency,probes")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default="42,43,44")
@@ -432,7 +453,8 @@ def main() -> None:
         kind, *rest = args.job.split(":")
         {"bf16": lambda: run_bf16(rest[0]), "teacher": lambda: run_teacher(rest[0]),
          "student": lambda: run_student(rest[0], rest[1], int(rest[2])),
-         "etd": lambda: run_etd(rest[0], rest[1], int(rest[2])), "latency": lambda: run_latency(rest[0])}[kind]()
+         "etd": lambda: run_etd(rest[0], rest[1], int(rest[2])), "latency": lambda: run_latency(rest[0]),
+         "probe": lambda: run_probe(rest[0])}[kind]()
         return
     tasks, seeds, methods = args.tasks.split(","), [int(s) for s in args.seeds.split(",")], args.methods.split(",")
     phases, start = args.phases.split(","), time.time()
@@ -452,6 +474,8 @@ def main() -> None:
             _parallel.run_all(__file__, logs, args.workers, students, etd)
             if "latency" in phases and _latency_pending(task, seeds):
                 _parallel.run_all(__file__, logs, 1, [f"latency:{task}"], threads=2)
+        if "probes" in phases and _record("sst2-teacher"):
+            _parallel.run_all(__file__, logs, args.workers, [f"probe:{n}" for n in PROBES if not _record(n)])
     results, table = summarise(tasks, seeds)
     settings = {"base": BASE, "student": STUDENT, "inits": INITS, "methods": METHODS, "tasks": TASKS,
                 "seeds": seeds, "data_seed": DATA_SEED, "teacher_lr": TEACHER_LR, "student_lr": STUDENT_LR,

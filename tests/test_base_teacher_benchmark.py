@@ -46,6 +46,7 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
         _fake_run(runs, f"sst2-tinybert-s{seed}", score + 0.5)
     _fake_run(runs, "sst2-kd-rand-s42", 85.0)
     _fake_run(runs, "sst2-kd-depth-s42", 86.5)
+    _fake_run(runs, "sst2-kd-e10-probe", 89.0)
     rows = [_bench_row("teacher", "torch-fp32", 1, 40.0, 92.0), _bench_row("teacher", "torch-fp32", 32, 900.0, 92.0),
             _bench_row("sst2-tinybert-s44", "torch-fp32", 1, 6.0, 89.5, 6.6),
             _bench_row("sst2-tinybert-s44", "torch-fp32", 32, 100.0, 89.5, 9.0),
@@ -71,6 +72,7 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     assert "| sst2 | sst2-tinybert-s44 | 19.0M (110.0M) | 40.0 / 900 | 6.60x (6.50-6.70) |" in table
     assert "| -0.50 |" in table  # int8 costs the student half a point
     assert "| kd | 0.0M | 20 |" in table  # 12 parameters; 20 s a run
+    assert "| sst2-kd-e10-probe | 89.0 | 10 | 20 |" in table and "| sst2-kd-lr3e-4-probe | – | – | – |" in table
     claims = {c["claim"]: c for c in results["claims"]}
     kept = claims["the best student keeps ≥ 95 % of the teacher's GLUE-5 average"]
     assert kept["evidence"] == "–" and kept["verdict"] == "undecided (2 of 5 tasks)"  # no seed has both tasks
