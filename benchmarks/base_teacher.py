@@ -277,7 +277,8 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
         lines += ["", "| the student's budget (SST-2 KD, seed 42) | dev accuracy | optimizer steps | training s |",
                   "|---|---:|---:|---:|"]
         for n, r in results["probes"].items():
-            lines.append(f"| {n} | {r['score']:.1f} | {r['steps']} | {r['seconds']:.0f} |" if r else f"| {n} | – | – | – |")
+            cells = f"{r['score']:.1f} | {r['steps']} | {r['seconds']:.0f}" if r else "– | – | –"
+            lines.append(f"| {n} | {cells} |")
     results["claims"] = _verdicts(results, names)
     lines += ["", "| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
