@@ -261,9 +261,15 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
         cells = [(lambda c: "–" if c is None else f"{_parallel.signed(c)} ({c['wins']}/{c['n']})")(
             results[t]["claims"].get(f"{better}-{than}")) for t in names]
         lines.append(f"| {better} − {than} | " + " | ".join(cells) + " |")
-    lines += ["", "| ETD at the KD recipe's budget | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines += ["", "| ETD at the KD recipe's budget | parameters | " + " | ".join(names) + " |",
+              "|---|---:|" + "---:|" * len(names)]
+    for init in INITS:  # depth-only keeps the teacher's width: a larger student, so its size stands beside it
+        size = next((p for t in names if (p := results[t]["etd"][init]["parameters"])), None)
+        lines.append(f"| {init} | {f'{size / 1e6:.1f}M' if size else '–'} | " + " | ".join(
+            _parallel.cell(results[t]["etd"][init], len(seeds)) for t in names) + " |")
+    lines += ["", "| ETD: training seconds (mean of seeds) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for init in INITS:
-        lines.append(f"| {init} | " + " | ".join(_parallel.cell(results[t]["etd"][init], len(seeds))
+        lines.append(f"| {init} | " + " | ".join(_fmt(_mean(results[t]["etd"][init]["seconds"]), 0)
                                                  for t in names) + " |")
     lines += ["", "| ETD: optimizer steps to reach the lowest final score of the three (it, per task) | "
               + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -422,7 +428,9 @@ def _etd(task: str, seeds: list[int]) -> dict:
         runs = {s: r for s in seeds if (r := _record(_etd_run(task, init, s)))}
         out[init] = {**_parallel.spread([r["score"] for r in runs.values()]),
                      "per_seed": {s: r["score"] for s, r in runs.items()},
-                     "curves": {s: r["curve"] for s, r in runs.items()}}
+                     "curves": {s: r["curve"] for s, r in runs.items()},
+                     "parameters": next((r["parameters"] for r in runs.values()), None),
+                     "seconds": [r["seconds"] for r in runs.values()]}
     finals = [out[i]["mean"] for i in INITS if out[i]["mean"] is not None]
     target = min(finals) if len(finals) == len(INITS) else None  # a score every initialisation reached in the end
     for init in INITS:  # the budget each needs to reach it: the first evaluation at or above it, per seed

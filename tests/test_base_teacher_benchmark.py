@@ -45,7 +45,7 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
         _fake_run(runs, f"sst2-kd-s{seed}", score)
         _fake_run(runs, f"sst2-tinybert-s{seed}", score + 0.5)
     _fake_run(runs, "sst2-kd-rand-s42", 85.0)
-    _fake_run(runs, "sst2-kd-depth-s42", 86.5)
+    _fake_run(runs, "sst2-kd-depth-s42", 86.5, parameters=30)  # the teacher's width: a larger student
     _fake_run(runs, "sst2-kd-e10-probe", 89.0)
     rows = [_bench_row("teacher", "torch-fp32", 1, 40.0, 92.0), _bench_row("teacher", "torch-fp32", 32, 900.0, 92.0),
             _bench_row("sst2-tinybert-s44", "torch-fp32", 1, 6.0, 89.5, 6.6),
@@ -67,6 +67,8 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     assert reached["impt"]["steps"] == [5, 5, 5]
     assert reached["rand"]["steps"] == [10] and reached["depth"]["steps"] == [5]
     assert "| rand | 10 (n=1) (to 85.0) |" in table
+    assert sst2["etd"]["depth"]["parameters"] == 30 and sst2["etd"]["depth"]["seconds"] == [20.0]
+    assert "| depth | 0.0M | 86.5 (n=1) |" in table and "| impt | 20 |" in table  # its size and its seconds
     assert bench._best_student("sst2", [42, 43, 44]) == "sst2-tinybert-s44"
     assert not bench._latency_pending("sst2", [42, 43, 44])  # the best student is the one timed
     assert "| sst2 | sst2-tinybert-s44 | 19.0M (110.0M) | 40.0 / 900 | 6.60x (6.50-6.70) |" in table
