@@ -75,6 +75,7 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     assert "| -0.50 |" in table  # int8 costs the student half a point
     assert "| kd | 0.0M | 20 |" in table  # 12 parameters; 20 s a run
     assert "| sst2-kd-e10-probe | 89.0 | 10 | 20 |" in table and "| sst2-kd-lr3e-4-probe | – | – | – |" in table
+    assert "| sst2-kd-s42 | 88.0 | 10 | 20 |" in table and "| cola-kd-e10-probe | – | – | – |" in table
     claims = {c["claim"]: c for c in results["claims"]}
     kept = claims["the best student keeps ≥ 95 % of the teacher's GLUE-5 average"]
     assert kept["evidence"] == "–" and kept["verdict"] == "undecided (2 of 5 tasks)"  # no seed has both tasks
