@@ -89,7 +89,8 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     every = {c["claim"]: c["verdict"] for c in bench.summarise(list(bench.TASKS), [42, 43, 44])[0]["claims"]}
     assert every["the best student keeps ≥ 95 % of the teacher's GLUE-5 average"] == \
         "undecided (no seed has every task)"
-    assert every["the best student is ≥ 6× faster than the fp32 teacher at batch 1 as fp32"] == "not measured"
+    assert every["the best student is ≥ 6× faster than the fp32 teacher at batch 1 as fp32"] == \
+        "undecided (1 of 5 tasks timed)"
     for task in ("stsb", "mrpc", "rte"):
         shutil.rmtree(runs / f"{task}-teacher")
         bench.LEDGER.pop(f"{task}-teacher")
