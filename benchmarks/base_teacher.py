@@ -71,8 +71,8 @@ METHODS = {
     "minilmv2": ("minilmv2", []),  # relation heads 12 in the recipe: 32 wide in the student, 64 in the teacher
     "crild": ("crild", ["stages.0.losses.0.heads=12"]),  # Q/K/V relations re-split into 12 heads, as MiniLMv2
 }
-# the student's budget probed on seed 42: the KD recipe with each stage changed so (run name, task first -> changes)
-PROBES = {f"{task}-kd-{name}-probe": change for task in ("sst2", "cola")
+# the student's budget probed on seed 42: the KD recipe with each stage changed so (run name -> (task, changes))
+PROBES = {f"{task}-kd-{name}-probe": (task, change) for task in ("sst2", "cola")
           for name, change in (("e10", {"epochs": 10}), ("lr3e-4", {"lr": 3e-4}))}
 CLAIMS = (("tinybert", "kd"), ("minilmv2", "kd"), ("crild", "tinybert"), ("crild", "minilmv2"))
 
@@ -172,14 +172,11 @@ def run_probe(name: str) -> None:
     from alembert import api
     from alembert.recipe import recipe_from_dict
 
-    data = student_recipe(_probe_task(name), "kd", 42, name=name).model_dump()
+    task, change = PROBES[name]
+    data = student_recipe(task, "kd", 42, name=name).model_dump()
     for stage in data["stages"]:
-        stage.update(PROBES[name])
+        stage.update(change)
     api.distill(recipe_from_dict(data, name), overwrite=True, score_teachers=False)
-
-
-def _probe_task(name: str) -> str:
-    return name.split("-", 1)[0]
 
 
 def run_latency(task: str) -> None:
@@ -259,8 +256,7 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     lines += ["", "| training seconds (mean of seeds) | parameters | " + " | ".join(names) + " |",
               "|---|---:|" + "---:|" * len(names)]
     for method in ("teacher", *METHODS):
-        size = next((p for t in names if (p := results[t]["rows"][method]["parameters"])), None)
-        lines.append(f"| {method} | {f'{size / 1e6:.1f}M' if size else '–'} | " + " | ".join(
+        lines.append(f"| {method} | {_size([results[t]['rows'][method]['parameters'] for t in names])} | " + " | ".join(
             _fmt(_mean(results[t]["rows"][method]["seconds"]), 0) for t in names) + " |")
     lines += ["", "| paired, per seed (wins) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for better, than in CLAIMS:
@@ -270,10 +266,10 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     lines += ["", "| ETD at the KD recipe's budget | parameters | " + " | ".join(names) + " |",
               "|---|---:|" + "---:|" * len(names)]
     for init in INITS:  # depth-only keeps the teacher's width: a larger student, so its size stands beside it
-        size = next((p for t in names if (p := results[t]["etd"][init]["parameters"])), None)
-        lines.append(f"| {init} | {f'{size / 1e6:.1f}M' if size else '–'} | " + " | ".join(
+        lines.append(f"| {init} | {_size([results[t]['etd'][init]['parameters'] for t in names])} | " + " | ".join(
             _parallel.cell(results[t]["etd"][init], len(seeds)) for t in names) + " |")
-    lines += ["", "| ETD: training seconds (mean of seeds) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines += ["", "| ETD: training seconds (mean of seeds) | " + " | ".join(names) + " |",
+              "|---|" + "---:|" * len(names)]
     for init in INITS:
         lines.append(f"| {init} | " + " | ".join(_fmt(_mean(results[t]["etd"][init]["seconds"]), 0)
                                                  for t in names) + " |")
@@ -282,9 +278,11 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     for init in INITS:
         lines.append(f"| {init} | " + " | ".join(_steps_cell(results[t]["etd"][init]["to_common_score"], len(seeds))
                                                  for t in names) + " |")
-    probes = {n: _record(n) for task in dict.fromkeys(map(_probe_task, PROBES))
-              for n in (f"{task}-kd-s42", *(p for p in PROBES if _probe_task(p) == task))}
-    if any(_record(p) for p in PROBES):
+    probes = {}  # per task, the KD row the probes change, then the probes
+    for name, (task, _) in PROBES.items():
+        probes.setdefault(f"{task}-kd-s42", _record(f"{task}-kd-s42"))
+        probes[name] = _record(name)
+    if any(probes[name] for name in PROBES):
         results["probes"] = {n: r and {"score": r["score"], "steps": r["curve"][-1][0], "seconds": r["seconds"]}
                              for n, r in probes.items()}
         lines += ["", "| the student's budget (KD, seed 42; the KD row, then its probes) | dev score | optimizer steps "
@@ -399,6 +397,12 @@ def _mean(values):
     return statistics.mean(values) if values else None
 
 
+def _size(parameters: list) -> str:
+    """A row's parameter count in millions, from the first task that has it."""
+    size = next((p for p in parameters if p), None)
+    return f"{size / 1e6:.1f}M" if size else "–"
+
+
 def _fmt(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -491,8 +495,8 @@ def main() -> None:
             if "latency" in phases and _latency_pending(task, seeds):
                 _parallel.run_all(__file__, logs, 1, [f"latency:{task}"], threads=2)
         if "probes" in phases:
-            _parallel.run_all(__file__, logs, args.workers, [f"probe:{n}" for n in PROBES if not _record(n)
-                                                            and _record(f"{_probe_task(n)}-teacher")])
+            _parallel.run_all(__file__, logs, args.workers, [f"probe:{n}" for n, (task, _) in PROBES.items()
+                                                            if not _record(n) and _record(f"{task}-teacher")])
     results, table = summarise(tasks, seeds)
     settings = {"base": BASE, "student": STUDENT, "inits": INITS, "methods": METHODS, "tasks": TASKS,
                 "seeds": seeds, "data_seed": DATA_SEED, "teacher_lr": TEACHER_LR, "student_lr": STUDENT_LR,
