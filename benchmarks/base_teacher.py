@@ -12,8 +12,8 @@ continues from its newest checkpoint (every 25 steps). Phases:
             row's ETD-Impt student, at the same training budget, evaluated every quarter epoch
   latency   teacher and the best student per task at batch 1 and 32, sequence 128: torch fp32 and ONNX int8
             (alembert bench, the models timed in one process), and the int8 drop on dev
-  probes    whether the student's budget binds: the KD recipe on seed 42 with 10 epochs, and at lr 3e-4, on SST-2
-            and on CoLA (where every student of the table predicted one class)
+  probes    whether the student's budget binds: the KD recipe on seed 42 with 10 epochs, and at lr 3e-4, on SST-2,
+            CoLA (where every student of the table predicted one class) and STS-B (where all stayed near the mean)
 
     .venv/bin/python benchmarks/base_teacher.py [--phases bf16,teachers,students,etd,latency,probes] [--tasks ...]
         [--seeds 42,43,44] [--workers 2]
@@ -72,7 +72,7 @@ METHODS = {
     "crild": ("crild", ["stages.0.losses.0.heads=12"]),  # Q/K/V relations re-split into 12 heads, as MiniLMv2
 }
 # the student's budget probed on seed 42: the KD recipe with each stage changed so (run name -> (task, changes))
-PROBES = {f"{task}-kd-{name}-probe": (task, change) for task in ("sst2", "cola")
+PROBES = {f"{task}-kd-{name}-probe": (task, change) for task in ("sst2", "cola", "stsb")
           for name, change in (("e10", {"epochs": 10}), ("lr3e-4", {"lr": 3e-4}))}
 CLAIMS = (("tinybert", "kd"), ("minilmv2", "kd"), ("crild", "tinybert"), ("crild", "minilmv2"))
 
