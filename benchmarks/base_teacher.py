@@ -221,6 +221,13 @@ def _bf16_check() -> tuple[dict, list[str]]:
 
 
 def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
+    """The results and tables from every finished run; then the ledger, which holds every run they read."""
+    results, table = _tables(tasks, seeds)
+    _parallel.write_ledger(LEDGER_PATH, LEDGER)
+    return results, table
+
+
+def _tables(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
     bf16, lines = _bf16_check()
     results = {"bf16_check": bf16} if bf16 else {}
     for task in tasks:
@@ -238,7 +245,6 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
                             "parameters": next((r["parameters"] for r in found.values()), None)}
         results[task] = {"metric": teacher["metric"], "rows": rows, "per_seed": per_seed,
                          "claims": _claims(per_seed), "etd": _etd(task, seeds), "latency": _latency(task)}
-    _parallel.write_ledger(LEDGER_PATH, LEDGER)
     names = [t for t in results if t != "bf16_check"]
     if not names:
         return results, "\n".join(lines + ["(no teacher has finished yet.)"])

@@ -55,6 +55,7 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     (runs / "sst2-latency.json").write_text(json.dumps({"student": "sst2-tinybert-s44", "bench": {"rows": rows}}))
 
     results, table = bench.summarise(["sst2", "cola"], [42, 43, 44])
+    assert "sst2-kd-e10-probe" in json.loads(bench.LEDGER_PATH.read_text())  # the probes are kept too
     sst2 = results["sst2"]
     assert sst2["rows"]["teacher"]["mean"] == 92.0 and sst2["rows"]["teacher"]["parameters"] == 40
     assert sst2["per_seed"]["kd"] == {42: 88.0, 43: 87.0, 44: 89.0} and sst2["rows"]["kd"]["parameters"] == 12
