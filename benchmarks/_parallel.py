@@ -48,6 +48,14 @@ def read_ledger(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def recorded(ledger: dict, name: str, report: Path, read) -> dict | None:
+    """What a table needs of the finished run `name`: `read(report)` of its report.json here (and kept in the
+    ledger), else the ledger's record (a run another machine finished); None if neither."""
+    if report.is_file():
+        ledger[name] = read(json.loads(report.read_text()))
+    return ledger.get(name)
+
+
 def write_ledger(path: Path, ledger: dict) -> None:
     from alembert.files import write_text_atomically
 

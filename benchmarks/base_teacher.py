@@ -86,18 +86,16 @@ def _precision() -> str:
 
 
 def _record(run: str) -> dict | None:
-    """What the tables read of a finished run: its dev score, seconds, evaluation curve and size. From its folder
-    here (and then recorded in the ledger), else from the ledger (a run another machine finished); None if neither."""
-    path = RUNS / run / "report.json"
-    if path.is_file():
-        report = json.loads(path.read_text())
+    """What the tables read of a finished run: its dev score, seconds, evaluation curve and size (from its folder
+    here, else from the ledger)."""
+    def read(report: dict) -> dict:
         metric = report["task"]["main_metric"]
-        LEDGER[run] = {"metric": metric, "score": next(m for m in report["models"] if m["name"] == "student")[
-            "metrics"][metric], "seconds": report["training"]["seconds"],
-            "train_seconds": report["training"]["train_seconds"],
+        return {"metric": metric, "score": next(m for m in report["models"] if m["name"] == "student")["metrics"][
+            metric], "seconds": report["training"]["seconds"], "train_seconds": report["training"]["train_seconds"],
             "curve": [[e["step"], e[metric]] for e in report["training"]["evaluations"] if metric in e],
             "parameters": _parameters(RUNS / run)}
-    return LEDGER.get(run)
+
+    return _parallel.recorded(LEDGER, run, RUNS / run / "report.json", read)
 
 
 def _score(run: str) -> float | None:
@@ -458,11 +456,8 @@ def _etd(task: str, seeds: list[int]) -> dict:
 
 
 def _latency(task: str) -> dict | None:
-    """The latency phase's measurement: from this machine (then recorded in the ledger), else from the ledger."""
-    path = RUNS / f"{task}-latency.json"
-    if path.is_file():
-        LEDGER[f"{task}-latency"] = json.loads(path.read_text())
-    return LEDGER.get(f"{task}-latency")
+    """The latency phase's measurement (from this machine, else from the ledger)."""
+    return _parallel.recorded(LEDGER, f"{task}-latency", RUNS / f"{task}-latency.json", lambda measured: measured)
 
 
 def main() -> None:

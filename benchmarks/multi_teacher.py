@@ -21,11 +21,13 @@ The data and the teachers are the same for every seed (data_seed 42).
 
 MPNet trains in bf16; where benchmarks/base_teacher.py has already fine-tuned the same MPNet teacher (MRPC and RTE:
 same data, epochs, lr, length, batch, seeds, precision, checked key by key), this pool links that run instead of
-training it again. Resumable: a finished run (its report.json) is skipped, an interrupted one continues from its
-newest checkpoint (`--resume`), so the same command picks up where a stopped benchmark left off. Each run is its own
-single-threaded process, `--workers` side by side; teachers before students. RL-KD's cost is its training seconds
-over mean's on the same dataset and seed, both in this benchmark under the same load. Writes
-benchmarks/results/multi_teacher.json/.md (the smoke run: multi_teacher_smoke.*).
+training it again. Resumable: a finished run (its report.json here, or its line in the ledger) is skipped, an
+interrupted one continues from its newest checkpoint (`--resume`), so the same command picks up where a stopped
+benchmark left off, on this machine or a new one (a teacher missing here is retrained only for a student still to
+run). Each run is its own single-threaded process, `--workers` side by side; teachers before students. RL-KD's cost
+is its training seconds over mean's on the same dataset and seed, both in this benchmark under the same load.
+Writes benchmarks/results/multi_teacher.json/.md and the ledger multi_teacher_runs.json, each finished run's scores,
+seconds and selection rates (the smoke run: multi_teacher_smoke*).
 """
 from __future__ import annotations
 
@@ -78,6 +80,9 @@ class Setup:
         self.epochs = SMOKE["epochs"] if smoke else EPOCHS
         self.teacher_epochs = SMOKE["teacher_epochs"] if smoke else 3
         self.results_name = "multi_teacher_smoke" if smoke else "multi_teacher"
+        # every finished run's numbers, committed: a new machine retrains only what a missing run needs
+        self.ledger_path = RESULTS / f"{self.results_name}_runs.json"
+        self.ledger = _parallel.read_ledger(self.ledger_path)
 
     def teacher_path(self, dataset: str, teacher: str) -> Path:
         return self.runs / f"{dataset}-pool" / teacher / "student"
@@ -180,27 +185,39 @@ def report_of(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _student_score(report: dict) -> dict:
+    main = report["task"]["main_metric"]
+    return {"main_metric": main, "metric": next(m for m in report["models"] if m["name"] == "student")["metrics"][
+        main]}
+
+
+def teacher_run(setup: Setup, dataset: str, teacher: str) -> dict | None:
+    """The pool teacher's dev score (from its run here, else the ledger); None before it has trained."""
+    name = f"{dataset}-pool/{teacher}"
+    return _parallel.recorded(setup.ledger, name, setup.runs / name / "report.json", _student_score)
+
+
 def student_run(setup: Setup, dataset: str, method: str, seed: int) -> dict | None:
-    report = report_of(setup.runs / run_name(dataset, method, seed) / "report.json")
-    if report is None:
-        return None
-    student = next(m for m in report["models"] if m["name"] == "student")
-    selection = report.get("teacher_selection", {}).get("rl", {})
-    return {"metric": student["metrics"][report["task"]["main_metric"]],
-            "train_seconds": report["training"]["train_seconds"],
-            **{key: selection.get(key) for key in ("selection_rate", "selection_rate_when_right",
-                                                   "selection_rate_when_wrong", "no_teacher_share", "entropy")}}
+    """A finished student's dev score, seconds and RL-KD selection statistics (from its run here, else the
+    ledger); None before it has trained."""
+    def read(report: dict) -> dict:
+        selection = report.get("teacher_selection", {}).get("rl", {})
+        return {**_student_score(report), "train_seconds": report["training"]["train_seconds"],
+                **{key: selection.get(key) for key in ("selection_rate", "selection_rate_when_right",
+                                                       "selection_rate_when_wrong", "no_teacher_share", "entropy")}}
+
+    name = run_name(dataset, method, seed)
+    return _parallel.recorded(setup.ledger, name, setup.runs / name / "report.json", read)
 
 
 def summarise(setup: Setup, datasets: list[str], seeds: list[int]) -> tuple[dict, str]:
     results = {}
     for dataset in datasets:
-        teachers = {t: report_of(setup.runs / f"{dataset}-pool" / t / "report.json") for t in TEACHERS}
+        teachers = {t: teacher_run(setup, dataset, t) for t in TEACHERS}
         if not all(teachers.values()):
             continue
-        main = next(iter(teachers.values()))["task"]["main_metric"]
-        teacher_scores = {t: next(m for m in r["models"] if m["name"] == "student")["metrics"][main]
-                          for t, r in teachers.items()}
+        main = teachers[TEACHERS[0]]["main_metric"]
+        teacher_scores = {t: r["metric"] for t, r in teachers.items()}
         rows, by_seed = {}, {}
         for method in METHODS:
             runs = {s: student_run(setup, dataset, method, s) for s in seeds}
@@ -214,6 +231,7 @@ def summarise(setup: Setup, datasets: list[str], seeds: list[int]) -> tuple[dict
                     rows[method][key] = {t: statistics.mean(r[t] for r in rates) for t in TEACHERS if t in rates[0]}
         results[dataset] = {"metric": main, "teachers": teacher_scores, "rows": rows,
                             "claims": _claims(teacher_scores, rows, by_seed)}
+    _parallel.write_ledger(setup.ledger_path, setup.ledger)  # after every run above was read into it
     return results, _table(results, len(seeds))
 
 
@@ -287,6 +305,18 @@ def _table(results: dict, seeds: int) -> str:
     return "\n".join(lines)
 
 
+def jobs(setup: Setup, datasets: list[str], seeds: list[int]) -> tuple[list[str], list[str]]:
+    """The teachers' jobs and the students' jobs still to run. A teacher missing here trains when a student of its
+    dataset is still to run, or when even the ledger lacks its score."""
+    prefix = "smoke:" if setup.smoke else ""
+    students = [f"{prefix}{d}:{m}:{s}" for s in seeds for d in datasets for m in METHODS
+                if student_run(setup, d, m, s) is None]
+    teachers = [f"{prefix}{d}:teacher:{t}" for d in datasets for t in TEACHERS
+                if report_of(setup.runs / f"{d}-pool" / t / "report.json") is None
+                and (any(job.startswith(f"{prefix}{d}:") for job in students) or not teacher_run(setup, d, t))]
+    return teachers, students
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=None)
@@ -305,17 +335,13 @@ def main() -> None:
     setup = Setup(args.smoke)
     datasets = args.datasets.split(",") if args.datasets else list(setup.datasets)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else SMOKE["seeds"] if args.smoke else [42, 43, 44]
-    prefix = "smoke:" if args.smoke else ""
     start = time.time()
     if not args.summarise_only:
         for d in datasets:
             if link_shared_teacher(setup, d, "mpnet"):
                 print(f"{d}: the mpnet teacher is base_teacher.py's ({BASE_TEACHER_RUNS / f'{d}-teacher'})")
-        teachers = [f"{prefix}{d}:teacher:{t}" for d in datasets for t in TEACHERS
-                    if report_of(setup.runs / f"{d}-pool" / t / "report.json") is None]
-        students = [f"{prefix}{d}:{m}:{s}" for s in seeds for d in datasets for m in METHODS
-                    if student_run(setup, d, m, s) is None]
-        for seed in seeds:  # once, before the students run side by side
+        teachers, students = jobs(setup, datasets, seeds)
+        for seed in seeds if students else []:  # once, before the students run side by side
             make_student_start(setup, seed)
         _parallel.run_all(__file__, setup.runs / "logs", args.workers, teachers, students)
     results, table = summarise(setup, datasets, seeds)
