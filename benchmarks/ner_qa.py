@@ -26,8 +26,10 @@ two side by side on this machine as loaded when it was sized (load ~8 on 2 cores
     .venv/bin/python benchmarks/ner_qa.py --quick          # a smoke run: tiny subsets, 1 epoch, 1 seed
     .venv/bin/python benchmarks/ner_qa.py --summarise-only
 
-Resumable: a run whose scores.json exists is skipped. Writes benchmarks/results/ner_qa.json and .md (--quick: the
-same files under benchmarks/runs/ner_qa-quick/, so a smoke run never overwrites the results).
+Resumable: a run whose scores.json exists, here or in the ledger, is skipped; on a new machine a teacher is retrained
+only for a student still to run. Writes benchmarks/results/ner_qa.json and .md, and the ledger ner_qa_runs.json
+(every finished run's scores.json, committed); --quick: the same files under benchmarks/runs/ner_qa-quick/, so a
+smoke run never overwrites the results.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ BASE = "sentence-transformers/all-MiniLM-L6-v2"
 DATA_SEED = 42
 METHODS = ("no-teacher", "kd", "tinybert")
 QUICK = "ALEMBERT_NER_QA_QUICK"  # set for the jobs of a --quick run (they run in their own processes)
+LEDGER: dict = {}  # run name -> its scores.json; main() reads it from ledger_path() once --quick is known
 
 # per task: what it scores on, and its sizes (full run; --quick below)
 TASKS = {
@@ -77,6 +80,10 @@ def runs_dir() -> Path:
 
 def results_dir() -> Path:
     return runs_dir() if quick() else ROOT / "benchmarks" / "results"
+
+
+def ledger_path() -> Path:
+    return results_dir() / "ner_qa_runs.json"
 
 
 def run_dir(task: str, model: str, seed: int | None = None) -> Path:
@@ -133,8 +140,18 @@ def train_student(task: str, method: str, seed: int) -> None:
 
 
 def scores(task: str, model: str, seed: int | None = None) -> dict | None:
-    path = run_dir(task, model, seed) / "scores.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A finished run's scores (from its folder here, else the ledger); None before it has run."""
+    folder = run_dir(task, model, seed)
+    return _parallel.recorded(LEDGER, folder.name, folder / "scores.json", lambda scored: scored)
+
+
+def jobs(tasks: list[str], seeds: list[int]) -> tuple[list[str], list[str]]:
+    """The teachers' jobs and the students' jobs still to run. A teacher missing here trains when a student of its
+    task is still to run, or when even the ledger lacks its scores."""
+    students = [f"{t}:{m}:{s}" for s in seeds for t in tasks for m in METHODS if scores(t, m, s) is None]
+    teachers = [f"{t}:teacher" for t in tasks if not (run_dir(t, "teacher") / "scores.json").is_file()
+                and (any(job.startswith(f"{t}:") for job in students) or scores(t, "teacher") is None)]
+    return teachers, students
 
 
 def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
@@ -170,6 +187,7 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
             lines.append(f"\nLatency at sequence length {next(iter(speed.values()))['seq_len']}, "
                          f"{next(iter(speed.values()))['threads']} thread(s), teacher and student timed together.")
         lines.append("")
+    _parallel.write_ledger(ledger_path(), LEDGER)  # after every run above was read into it
     return results, "\n".join(lines)
 
 
@@ -188,12 +206,12 @@ def main() -> None:
         parts = args.job.split(":")
         train_teacher(parts[0]) if parts[1] == "teacher" else train_student(parts[0], parts[1], int(parts[2]))
         return
+    LEDGER.update(_parallel.read_ledger(ledger_path()))
     tasks = args.tasks.split(",")
     seeds = [42] if args.quick else [int(s) for s in args.seeds.split(",")]
     start = time.time()
     if not args.summarise_only:
-        teachers = [f"{t}:teacher" for t in tasks if scores(t, "teacher") is None]
-        students = [f"{t}:{m}:{s}" for s in seeds for t in tasks for m in METHODS if scores(t, m, s) is None]
+        teachers, students = jobs(tasks, seeds)
         _parallel.run_all(__file__, runs_dir() / "logs", args.workers, teachers, students)
     results, table = summarise(tasks, seeds)
     settings = {"quick": args.quick, "seeds": seeds, "data_seed": DATA_SEED, "base": BASE, "student_layers": 4,
