@@ -4,8 +4,8 @@ Settings: each Amazon domain as the target with 100 and with 500 labelled traini
 data_seed 42, the same for every seed and row), the other three domains as sources (their reviews, labels unused by
 the students); SST-2 with 200 labelled examples, the movie-review corpus and Amazon's reviews as sources.
 
-Phases (resumable: a run with its report.json and test.json is done and skipped; an interrupted one continues from
-its checkpoints):
+Phases (resumable: a run with its test.json, here or in the ledger, is done and skipped; an interrupted one continues
+from its checkpoints; on a new machine a teacher is retrained only for a student still to run):
   teachers  per setting: all-mpnet-base-v2 fine-tuned on the target's scarce examples ('target'), and on them plus
             the sources' labelled examples ('mixed'; SST-2: plus Amazon's, whose labels are SST-2's); the students
             distil from the target teacher unless --teacher mixed
@@ -25,7 +25,8 @@ against each row; the paper's two claims each stated as reproduced or not; time 
     .venv/bin/python benchmarks/data_scarce.py --smoke          # all-MiniLM-L6-v2, a few examples, minutes
     .venv/bin/python benchmarks/data_scarce.py --summarise-only
 
-Writes benchmarks/results/data_scarce.{json,md}; --smoke writes data_scarce_smoke.* instead.
+Writes benchmarks/results/data_scarce.{json,md} and the ledger data_scarce_runs.json (every finished run's score
+and costs, committed); --smoke writes data_scarce_smoke* instead.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ DOMAINS = ("books", "dvd", "electronics", "kitchen")
 DATA_SEED = 42
 METHODS = ("kd", "tinybert-aug", "source-kd", "generated-kd", "l2a")
 MOVIES = "corpus/movie_reviews/reviews.tsv"
+LEDGER: dict = {}  # run name -> _run's record; main() reads it from the configuration's ledger
 CONFIGS = {
     "real": {
         "runs": ROOT / "benchmarks" / "runs" / "data_scarce", "name": "data_scarce",
@@ -174,38 +176,52 @@ def run_job(cfg: dict, kind: str, setting: str, *rest: str) -> None:
     _score(cfg, setting, Path(recipe.output_dir) / recipe.name)
 
 
-def _done(cfg: dict, name: str) -> bool:
-    return (cfg["runs"] / name / "report.json").is_file() and (cfg["runs"] / name / "test.json").is_file()
+def ledger_path(cfg: dict) -> Path:
+    return RESULTS / f"{cfg['name']}_runs.json"
+
+
+def _run(cfg: dict, name: str) -> dict | None:
+    """A finished run's score, training seconds, of them generation (and the head's training), and peak memory
+    (from its folder here, else the ledger); None before it has finished (test.json is written last)."""
+    folder = cfg["runs"] / name
+
+    def read(test: dict) -> dict:
+        report = json.loads((folder / "report.json").read_text())
+        generation = (report.get("l2a") or report.get("augment") or {}).get("generation", {})
+        return {**test, "seconds": report["training"]["seconds"], "generation_seconds": generation.get("seconds"),
+                "head_seconds": (generation.get("head") or {}).get("seconds"),
+                "kept_share": (report.get("l2a") or {}).get("kept_share")}
+
+    return _parallel.recorded(LEDGER, name, folder / "test.json", read)
+
+
+def jobs(cfg: dict, config: str, settings: list[str], seeds: list[int], methods: list[str], teacher: str,
+         phases: list[str]) -> tuple[list[str], list[str]]:
+    """The teachers' jobs and the students' jobs still to run. A teacher missing here trains when a student of its
+    setting is still to run from it, or when even the ledger lacks its score."""
+    students = [f"{config}:student:{s}:{m}:{seed}:{teacher}" for seed in seeds for s in settings for m in methods
+                if "students" in phases and not _run(cfg, run_name(s, m, seed, teacher))]
+    teachers = [f"{config}:teacher:{s}:{k}" for s in settings for k in ("target", "mixed") if "teachers" in phases
+                and not (cfg["runs"] / f"{s}-teacher-{k}" / "test.json").is_file()
+                and (not _run(cfg, f"{s}-teacher-{k}")
+                     or k == teacher and any(job.startswith(f"{config}:student:{s}:") for job in students))]
+    return teachers, students
 
 
 # ---- tables -----------------------------------------------------------------------------------------------------
 
 
-def _json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _cost(cfg: dict, name: str) -> dict:
-    """Training seconds, of them generation (and the head's training), and peak memory of one run."""
-    report, test = _json(cfg["runs"] / name / "report.json"), _json(cfg["runs"] / name / "test.json")
-    generation = (report.get("l2a") or report.get("augment") or {}).get("generation", {})
-    return {"seconds": report["training"]["seconds"], "generation_seconds": generation.get("seconds"),
-            "head_seconds": (generation.get("head") or {}).get("seconds"), "peak_rss_mb": test["peak_rss_mb"],
-            "peak_gpu_mb": test["peak_gpu_mb"], "kept_share": (report.get("l2a") or {}).get("kept_share")}
-
-
 def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) -> tuple[dict, str]:
     results, lines = {}, []
     for setting in settings:
-        teachers = {k: _json(cfg["runs"] / f"{setting}-teacher-{k}" / "test.json") for k in ("target", "mixed")}
+        teachers = {k: _run(cfg, f"{setting}-teacher-{k}") for k in ("target", "mixed")}
         per_seed, costs = {}, {}
         for method in METHODS:
-            names = {s: run_name(setting, method, s, teacher) for s in seeds}
-            done = {s: n for s, n in names.items() if _done(cfg, n)}
-            per_seed[method] = {s: _json(cfg["runs"] / n / "test.json")["accuracy"] for s, n in done.items()}
-            costs[method] = [_cost(cfg, n) for n in done.values()]
+            done = {s: r for s in seeds if (r := _run(cfg, run_name(setting, method, s, teacher)))}
+            per_seed[method] = {s: r["accuracy"] for s, r in done.items()}
+            costs[method] = list(done.values())
         rows = {f"teacher ({k})": _parallel.spread([t["accuracy"]] if t else []) for k, t in teachers.items()}
-        costs.update({f"teacher ({k})": [_cost(cfg, f"{setting}-teacher-{k}")] for k, t in teachers.items() if t})
+        costs.update({f"teacher ({k})": [t] for k, t in teachers.items() if t})
         rows.update({m: _parallel.spread(list(v.values())) for m, v in per_seed.items()})
         paired = {}
         for baseline in METHODS[:-1]:
@@ -223,6 +239,7 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) ->
     results["claims"] = _claims(results, settings, teacher)
     lines += ["| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
+    _parallel.write_ledger(ledger_path(cfg), LEDGER)  # after every run above was read into it
     return results, "\n".join(lines)
 
 
@@ -289,16 +306,14 @@ def main() -> None:
         parser.error(f"--settings: unknown {unknown[0]!r} (known: {', '.join(cfg['settings'])})")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else cfg["seeds"]
     methods, phases, start = args.methods.split(","), args.phases.split(","), time.time()
+    LEDGER.update(_parallel.read_ledger(ledger_path(cfg)))
     logs = cfg["runs"] / "logs"
     if not args.summarise_only:
-        if "teachers" in phases:  # the big model on both cores, one run at a time
-            _parallel.run_all(__file__, logs, 1, [f"{config}:teacher:{s}:{k}" for s in settings
-                                                  for k in ("target", "mixed") if not _done(cfg, f"{s}-teacher-{k}")],
-                              threads=2)
-        if "students" in phases:  # seed by seed, so a partial table covers every setting and method
-            jobs = [f"{config}:student:{s}:{m}:{seed}:{args.teacher}" for seed in seeds for s in settings
-                    for m in methods if not _done(cfg, run_name(s, m, seed, args.teacher))]
-            _parallel.run_all(__file__, logs, args.workers, jobs)
+        teachers, students = jobs(cfg, config, settings, seeds, methods, args.teacher, phases)
+        # the big model on both cores, one run at a time; the students seed by seed, so a partial table covers
+        # every setting and method
+        _parallel.run_all(__file__, logs, 1, teachers, threads=2)
+        _parallel.run_all(__file__, logs, args.workers, students)
     results, table = summarise(cfg, settings, seeds, args.teacher)
     settings_out = {key: (str(value) if isinstance(value, Path) else value) for key, value in cfg.items()}
     settings_out.update(seeds=seeds, data_seed=DATA_SEED, teacher=args.teacher,

@@ -1,0 +1,44 @@
+"""benchmarks/data_scarce.py's ledger: a machine that lacks the run folders keeps every finished run's score and
+costs, and retrains a teacher only where a student still needs it."""
+import json
+import shutil
+
+from conftest import load_benchmark
+
+
+def _fake_run(cfg: dict, name: str, accuracy: float, kept: float | None = None) -> None:
+    folder = cfg["runs"] / name
+    folder.mkdir(parents=True)
+    report = {"training": {"seconds": 50.0}}
+    if kept is not None:
+        report["l2a"] = {"kept_share": kept, "generation": {"seconds": 20.0, "head": {"seconds": 5.0}}}
+    (folder / "report.json").write_text(json.dumps(report))
+    (folder / "test.json").write_text(json.dumps({"split": "test", "accuracy": accuracy, "peak_rss_mb": 900,
+                                                  "peak_gpu_mb": None}))
+
+
+def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
+    bench = load_benchmark("data_scarce", monkeypatch)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(bench, "LEDGER", {})
+    cfg = dict(bench.CONFIGS["smoke"], runs=tmp_path / "runs")
+    _fake_run(cfg, "kitchen-24-teacher-target", 80.0)
+    for seed in (42, 43, 44):
+        for i, method in enumerate(bench.METHODS):
+            _fake_run(cfg, bench.run_name("kitchen-24", method, seed, "target"), 70.0 + i + seed - 42,
+                      0.5 if method == "l2a" else None)
+    results, table = bench.summarise(cfg, ["kitchen-24"], [42, 43, 44], "target")
+    assert results["kitchen-24"]["paired"]["kd"]["differences"] == [4.0, 4.0, 4.0]
+    assert "| l2a | 75.0 ± 1.0 | 50 | 20 (5) | 900 | 50 % |" in table
+
+    shutil.rmtree(cfg["runs"])  # a new machine: only the committed ledger remains
+    bench.LEDGER.clear()
+    bench.LEDGER.update(json.loads(bench.ledger_path(cfg).read_text()))
+    again, again_table = bench.summarise(cfg, ["kitchen-24"], [42, 43, 44], "target")
+    assert json.loads(json.dumps(again)) == json.loads(json.dumps(results)) and again_table == table
+    phases = ["teachers", "students"]
+    assert bench.jobs(cfg, "smoke", ["kitchen-24"], [42, 43, 44], list(bench.METHODS), "target", phases) == \
+        (["smoke:teacher:kitchen-24:mixed"], [])  # only the teacher no run has finished
+    teachers, students = bench.jobs(cfg, "smoke", ["kitchen-24"], [45], ["kd"], "target", phases)
+    assert teachers == ["smoke:teacher:kitchen-24:target", "smoke:teacher:kitchen-24:mixed"]
+    assert students == ["smoke:student:kitchen-24:kd:45:target"]
