@@ -1,8 +1,8 @@
-"""The tables and claims of benchmarks/task_agnostic.py, read back from its runs (so --summarise-only works on a
-partial benchmark: what has not run shows as '–' and its claim as 'not run')."""
+"""The tables and claims of benchmarks/task_agnostic.py, read back from its runs, or from the ledger for runs another
+machine finished (so --summarise-only works on a partial benchmark: what has not run shows as '–' and its claim as
+'not run')."""
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 from pathlib import Path
@@ -13,15 +13,35 @@ LABELS = {"general": "general distillation", "transfer": "task transfer (XtremeD
           "etd": "ETD extraction, no distillation", "minilm": "all-MiniLM-L6-v2's layers (reference)"}
 
 
-def _json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+# a run's folder under the runs (e.g. "general", "ft/etd-mrpc-s42", "searches/maps") -> what the tables read of it;
+# benchmarks/task_agnostic.py reads it from, and writes it to, results/<name>_runs.json
+LEDGER: dict = {}
+
+
+def run_record(cfg: dict, run: str) -> dict | None:
+    """A finished run's dev score (None for a task-agnostic distillation), seconds and optimizer steps (its
+    report.json here, else the ledger)."""
+    def keep(report: dict) -> dict:
+        main = (report.get("task") or {}).get("main_metric")
+        return {"score": report["models"][-1]["metrics"].get(main) if main else None,
+                "seconds": report["training"]["seconds"], "steps": report["training"].get("optimizer_steps")}
+
+    return _parallel.recorded(LEDGER, run, cfg["runs"] / run / "report.json", keep)
+
+
+def search_record(cfg: dict, kind: str) -> dict | None:
+    """A finished search's search.json (here, else the ledger)."""
+    run = f"searches/{kind}"
+    return _parallel.recorded(LEDGER, run, cfg["runs"] / run / "search.json", lambda search: search)
+
+
+def finetune_run(key: str, task: str, seed: int) -> str:
+    return f"ft/{key.replace('/', '-')}-{task}-s{seed}"
 
 
 def _dev(cfg: dict, key: str, task: str, seed: int) -> float | None:
-    found = _json(cfg["runs"] / "ft" / f"{key.replace('/', '-')}-{task}-s{seed}" / "report.json")
-    if found is None:
-        return None
-    return found["models"][-1]["metrics"][found["task"]["main_metric"]]
+    found = run_record(cfg, finetune_run(key, task, seed))
+    return None if found is None else found["score"]
 
 
 def _mean_over(cfg: dict, key: str, tasks: list[str], seed: int) -> float | None:
@@ -30,9 +50,9 @@ def _mean_over(cfg: dict, key: str, tasks: list[str], seed: int) -> float | None
     return None if any(s is None for s in scores) else statistics.mean(scores)
 
 
-def _seconds(run: Path) -> float | None:
-    found = _json(run / "report.json")
-    return found["training"]["seconds"] if found else None
+def _seconds(cfg: dict, run: str) -> float | None:
+    found = run_record(cfg, run)
+    return found["seconds"] if found else None
 
 
 def _paired(a: dict, b: dict) -> dict | None:
@@ -52,9 +72,9 @@ def _evidence(diff: dict | None) -> str:
 
 
 def students_table(cfg: dict, seeds: list[int], kinds) -> tuple[dict, list[str], dict]:
-    tasks, runs = cfg["tasks"], cfg["runs"]
-    compute = {"general": (None, _seconds(runs / "general")),
-               "transfer": (_seconds(runs / "teacher-sst2"), _seconds(runs / "transfer")),
+    tasks = cfg["tasks"]
+    compute = {"general": (None, _seconds(cfg, "general")),
+               "transfer": (_seconds(cfg, "teacher-sst2"), _seconds(cfg, "transfer")),
                "etd": (None, 0.0), "minilm": (None, 0.0)}
     rows, averages = {}, {}
     for kind in kinds:
@@ -83,10 +103,9 @@ def budget_table(cfg: dict) -> tuple[dict, list[str], dict]:
     for init in ("etd", "random"):
         for fraction in part["fractions"]:
             key = f"budget/{init}-{round(100 * fraction)}"
-            run = _json(cfg["runs"] / key / "report.json")
+            run = run_record(cfg, key)
             rows[key] = {"init": init, "fraction": fraction, "score": _mean_over(cfg, key, part["tasks"], 42),
-                         "steps": run["training"]["optimizer_steps"] if run else None,
-                         "seconds": run["training"]["seconds"] if run else None}
+                         "steps": run["steps"] if run else None, "seconds": run["seconds"] if run else None}
     lines = [f"### ETD against random initialisation (general distillation; mean dev over "
              f"{', '.join(part['tasks'])}, one seed)", "", "| student init | share of the steps | steps | seconds | "
              "score |", "|---|---:|---:|---:|---:|"]
@@ -115,7 +134,7 @@ def budget_table(cfg: dict) -> tuple[dict, list[str], dict]:
 
 
 def maps_table(cfg: dict, seeds: list[int]) -> tuple[dict, list[str], dict]:
-    search = _json(cfg["runs"] / "searches" / "maps" / "search.json")
+    search = search_record(cfg, "maps")
     part = cfg["maps"]
     if search is None:
         return {}, ["### Layer maps", "", "not run", ""], {"claim": "a searched map beats uniform, last and skip",
@@ -148,7 +167,7 @@ def maps_table(cfg: dict, seeds: list[int]) -> tuple[dict, list[str], dict]:
 
 def sizes_table(cfg: dict, results_dir: Path) -> tuple[dict, list[str]]:
     folder = cfg["runs"] / "searches" / "sizes"
-    search = _json(folder / "search.json")
+    search = search_record(cfg, "sizes")
     if search is None:
         return {}, ["### Student sizes", "", "not run", ""]
     from alembert.pipelines.size_search import size_table
@@ -156,10 +175,12 @@ def sizes_table(cfg: dict, results_dir: Path) -> tuple[dict, list[str]]:
     teacher = {**search["teacher_latency_ms"], "parameters": search["teacher_parameters"]}
     pictures = []
     for b in ("b1", "b32"):
+        picture = results_dir / f"{cfg['name']}_pareto_{b}.png"  # committed: a new machine has it without the runs
         if (folder / f"pareto_{b}.png").is_file():
             results_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / f"pareto_{b}.png", results_dir / f"{cfg['name']}_pareto_{b}.png")
-            pictures.append(f"![Pareto front, batch {b[1:]}]({cfg['name']}_pareto_{b}.png)")
+            shutil.copyfile(folder / f"pareto_{b}.png", picture)
+        if picture.is_file():
+            pictures.append(f"![Pareto front, batch {b[1:]}]({picture.name})")
     budget = f"{search['budget_ms']} ms at batch {search['budget_batch']}" if search["budget_ms"] else "none"
     lines = [f"### Student sizes under a latency budget ({budget}; score = mean dev over "
              f"{', '.join(cfg['sizes']['tasks'])})", "", size_table(search["trials"], search["front"], teacher),

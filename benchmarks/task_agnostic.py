@@ -13,15 +13,17 @@
   sizes      the student-size search under a latency budget: its Pareto front at batch 1 and 32, and the teacher
 
 Sized for a 2-core CPU: subsets of SST-2, the corpus and each task's training split (CONFIGS below; RESULTS.md says
-which). Resumable: finished runs, students and search trials are kept under benchmarks/runs/ and skipped.
+which). Resumable: finished runs, students and search trials are kept under benchmarks/runs/ and skipped; every
+finished run's numbers also go to a committed ledger, so on a new machine only what a missing run needs is rebuilt
+(a student is distilled again only for a fine-tuning still to run from it).
 
     .venv/bin/python benchmarks/task_agnostic.py [--phases teacher,students,finetune,budget,maps,sizes]
         [--workers 2] [--seeds 42,43,44]
     .venv/bin/python benchmarks/task_agnostic.py --smoke      # all-MiniLM-L6-v2 as teacher, tiny data, minutes
     .venv/bin/python benchmarks/task_agnostic.py --summarise-only
 
-Writes benchmarks/results/task_agnostic.{json,md} (--smoke: task_agnostic_smoke.*) and the size search's Pareto
-plots beside them.
+Writes benchmarks/results/task_agnostic.{json,md}, the ledger task_agnostic_runs.json (--smoke: task_agnostic_smoke*)
+and the size search's Pareto plots beside them.
 """
 from __future__ import annotations
 
@@ -204,7 +206,8 @@ def budget_runs(cfg: dict) -> list[str]:
                                 output_dir=str(cfg["runs"] / "budget"))
             data["stages"][0]["max_steps"] = max(1, round(fraction * batches))
             recipe_from_dict(data, key)
-            _run(data)
+            if _unscored(cfg, key, cfg["budget"]["tasks"], 42):
+                _run(data)
             keys.append(key)
     return keys
 
@@ -251,12 +254,25 @@ def map_runs(cfg: dict, search: dict, seeds: list[int]) -> dict[str, list[str]]:
         for seed in seeds:
             data = apply_overrides(json.loads(json.dumps(base)), overrides_for(genome, targets(base, None, "maps")))
             data.update(name=f"{name}-s{seed}", seed=seed)
-            _run(data)
+            if _unscored(cfg, f"maps/{name}-s{seed}", part["tasks"], seed):
+                _run(data)
             keys[name].append(f"maps/{name}-s{seed}")
     return keys
 
 
 # ---- the driver -----------------------------------------------------------------------------------------------
+
+
+def _unscored(cfg: dict, key: str, tasks: list[str], seed: int) -> bool:
+    """Whether a fine-tuning of this student is still to run (its score neither here nor in the ledger)."""
+    return any(report.run_record(cfg, report.finetune_run(key, t, seed)) is None for t in tasks)
+
+
+def finetune_jobs(cfg: dict, config: str, students: list[tuple[str, int]], tasks: list[str],
+                  part: str | None = None) -> list[str]:
+    """The fine-tuning jobs still to run, of each (student, seed) on each task."""
+    return [f"{config}:{key}:{task}:{seed}" + (f":{part}" if part else "") for key, seed in students
+            for task in tasks if _unscored(cfg, key, [task], seed)]
 
 
 def run_jobs(logs: Path, workers: int, jobs: list[str]) -> None:
@@ -292,25 +308,31 @@ def main() -> None:
     phases, start, logs = args.phases.split(","), time.time(), cfg["runs"] / "logs"
     workers = args.workers if args.workers is not None else 0 if args.smoke else 2
     log = lambda message: print(message, flush=True)  # noqa: E731
+    ledger = RESULTS / f"{cfg['name']}_runs.json"
+    report.LEDGER.update(_parallel.read_ledger(ledger))
     if not args.summarise_only:
-        if "teacher" in phases:
+        finetunes = finetune_jobs(cfg, config, [(k, s) for s in seeds for k in KINDS], cfg["tasks"])
+        needed = [kind for kind in KINDS if any(job.split(":")[1] == kind for job in finetunes)]
+        if "teacher" in phases and "transfer" in needed:
             make_teacher(cfg)
         if "students" in phases:
-            for kind in KINDS:
+            for kind in needed:
                 log(f"student: {kind}")
                 make_student(cfg, kind)
         if "finetune" in phases:
-            run_jobs(logs, workers, [f"{config}:{k}:{t}:{s}" for s in seeds for k in KINDS for t in cfg["tasks"]])
+            run_jobs(logs, workers, finetunes)
         if "budget" in phases:
             keys = budget_runs(cfg)
-            run_jobs(logs, workers, [f"{config}:{k}:{t}:42:budget" for k in keys for t in cfg["budget"]["tasks"]])
+            run_jobs(logs, workers, finetune_jobs(cfg, config, [(k, 42) for k in keys], cfg["budget"]["tasks"],
+                                                  "budget"))
         if "maps" in phases:
-            keys = map_runs(cfg, run_search(cfg, "maps", log), seeds)
-            run_jobs(logs, workers, [f"{config}:{k}:{t}:{k.rsplit('-s', 1)[1]}:maps" for ks in keys.values()
-                                     for k in ks for t in cfg["maps"]["tasks"]])
-        if "sizes" in phases:
+            keys = map_runs(cfg, report.search_record(cfg, "maps") or run_search(cfg, "maps", log), seeds)
+            run_jobs(logs, workers, finetune_jobs(cfg, config, [(k, int(k.rsplit("-s", 1)[1])) for ks in keys.values()
+                                                                for k in ks], cfg["maps"]["tasks"], "maps"))
+        if "sizes" in phases and not report.search_record(cfg, "sizes"):
             run_search(cfg, "sizes", log)
     results, table = report.summarise(cfg, seeds, KINDS, RESULTS)
+    _parallel.write_ledger(ledger, report.LEDGER)  # after every run the tables read was read into it
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in cfg.items()}
     settings.update(seeds=seeds, wall_seconds=None if args.summarise_only else round(time.time() - start))
     _parallel.write_results(RESULTS, cfg["name"], settings, results, table)
