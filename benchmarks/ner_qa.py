@@ -171,6 +171,7 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
             mean = row[main]["mean"]
             row["percent_of_teacher"] = None if mean is None else 100 * mean / teacher[cfg["main"][0]][cfg["main"][1]]
         speed = next((r["speed"] for r in (scores(task, "tinybert", seed) for seed in seeds) if r), {})
+        speed = dict(sorted(speed.items(), key=lambda item: item[0] != "teacher"))  # the ledger sorts its keys
         results[task] = {"rows": rows, "speed": speed, "columns": [f"{s}/{m}" for s, m in columns], "main": main}
         lines += [f"### {task} ({cfg['task']})", "",
                   "| model | " + " | ".join(f"{s} {m}" for s, m in columns) + f" | % of teacher ({main}) |",

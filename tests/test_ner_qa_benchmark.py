@@ -9,8 +9,9 @@ from conftest import load_benchmark
 def _fake_scores(bench, model: str, seed: int | None, f1: float) -> None:
     folder = bench.run_dir("conll2003", model, seed)
     folder.mkdir(parents=True)
-    speed = {"teacher": {"parameters": 22e6, "latency_ms_b1": 9.0, "latency_ms_b32": 90.0, "seq_len": 192,
-                         "threads": 1}} if model == "tinybert" else {}
+    timing = {"latency_ms_b1": 9.0, "latency_ms_b32": 90.0, "seq_len": 192, "threads": 1}
+    speed = {"teacher": {"parameters": 22e6, **timing}, "student": {"parameters": 15e6, **timing}} \
+        if model == "tinybert" else {}
     (folder / "scores.json").write_text(json.dumps({"dev": {"entity_f1": f1 + 1}, "test": {"entity_f1": f1},
                                                     "seconds": 100.0, "speed": speed}))
 
@@ -32,6 +33,7 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     bench.LEDGER.update(json.loads(bench.ledger_path().read_text()))
     again, again_table = bench.summarise(["conll2003"], [42, 43, 44])
     assert json.loads(json.dumps(again)) == json.loads(json.dumps(results)) and again_table == table
+    assert table.index("| teacher | 22.0M |") < table.index("| student | 15.0M |")  # the ledger sorts its keys
     assert bench.jobs(["conll2003"], [42, 43, 44]) == ([], [])  # nothing to train again, not even the teacher
     teachers, students = bench.jobs(["conll2003", "squad"], [42, 45])
     assert teachers == ["conll2003:teacher", "squad:teacher"]  # conll2003's seed 45 needs its teacher back
