@@ -156,14 +156,21 @@ def run_student(task: str, method: str, seed: int) -> None:
     from alembert import api
 
     every = _quarter_epoch(task) if method == "kd" else None  # the ETD comparison reads the KD row's curve
-    api.distill(student_recipe(task, method, seed, eval_every=every), overwrite=True, score_teachers=False)
+    if not _finished_here(f"{task}-{method}-s{seed}"):
+        api.distill(student_recipe(task, method, seed, eval_every=every), overwrite=True, score_teachers=False)
 
 
 def run_etd(task: str, init: str, seed: int) -> None:
     from alembert import api
 
-    api.distill(student_recipe(task, "kd", seed, init, f"{task}-kd-{init}-s{seed}", _quarter_epoch(task)),
-                overwrite=True, score_teachers=False)
+    if not _finished_here(_etd_run(task, init, seed)):
+        api.distill(student_recipe(task, "kd", seed, init, f"{task}-kd-{init}-s{seed}", _quarter_epoch(task)),
+                    overwrite=True, score_teachers=False)
+
+
+def _finished_here(run: str) -> bool:
+    """A run another runner finished since this one listed its jobs: `overwrite` would train it again."""
+    return (RUNS / run / "report.json").is_file()
 
 
 def run_probe(name: str) -> None:
@@ -492,7 +499,7 @@ def main() -> None:
             teacher_here = (RUNS / f"{task}-teacher" / "report.json").is_file()
             if "teachers" in phases and not teacher_here and (students or etd or not _record(f"{task}-teacher")):
                 _parallel.run_all(__file__, logs, 1, [f"teacher:{task}"], threads=2)
-            _parallel.run_all(__file__, logs, args.workers, students, etd)
+            _parallel.run_all(__file__, logs, args.workers, students + etd)  # independent: no core idles
             if "latency" in phases and _latency_pending(task, seeds):
                 _parallel.run_all(__file__, logs, 1, [f"latency:{task}"], threads=2)
         if "probes" in phases:

@@ -102,3 +102,21 @@ def test_ledger_keeps_finished_runs_and_the_latency_table(bench):
     again, again_table = bench.summarise(["sst2", "cola"], [42, 43, 44])
     assert json.loads(json.dumps(again)) == json.loads(json.dumps(results)) and again_table == table
     assert bench._best_student("sst2", [42, 43, 44]) is None  # latency needs a checkpoint on this machine
+
+
+def test_a_job_another_runner_finished_is_not_trained_again(bench, monkeypatch):
+    from alembert import api
+
+    trained = []
+    monkeypatch.setattr(api, "distill", lambda recipe, **kw: trained.append(recipe.name))
+    monkeypatch.setattr(bench, "student_recipe", lambda task, method, seed, *a, **kw: type("R", (), {
+        "name": a[1] if len(a) > 1 else f"{task}-{method}-s{seed}"}))
+    _fake_run(bench.RUNS, "rte-kd-s42", 55.0)
+    _fake_run(bench.RUNS, "rte-kd-rand-s42", 54.0)
+    bench.run_student("rte", "kd", 42)
+    bench.run_etd("rte", "rand", 42)
+    bench.run_etd("rte", "impt", 42)  # ETD-Impt is the KD row, finished above
+    assert trained == []
+    bench.run_student("rte", "kd", 43)
+    bench.run_etd("rte", "depth", 42)
+    assert trained == ["rte-kd-s43", "rte-kd-depth-s42"]
