@@ -247,18 +247,38 @@ def _claims(teacher_scores: dict, rows: dict, by_seed: dict) -> dict:
         if teacher != best and seeds:
             differences = [other[s]["metric"] - best_runs[s]["metric"] for s in seeds]
             claims["single_minus_best_teacher"][teacher] = {"difference": _parallel.spread(differences),
-                                                            "wins": sum(d > 0 for d in differences)}
-    mean_runs = by_seed["mean"]
+                                                            "wins": sum(d > 0 for d in differences),
+                                                            "verdict": _parallel.beats(differences)}
+    best_single = claims["best_teacher_for_the_student"]
     for method in ("confidence",) + RL_METHODS:  # claim 2: against equal weights, trained the same two stages
-        runs = by_seed[method]
+        runs, mean_runs = by_seed[method], by_seed["mean"]
         seeds = sorted(set(runs) & set(mean_runs))
         if not seeds:
             continue
         differences = [runs[s]["metric"] - mean_runs[s]["metric"] for s in seeds]
         ratios = [runs[s]["train_seconds"] / mean_runs[s]["train_seconds"] for s in seeds]
         claims[method] = {"minus_mean": _parallel.spread(differences), "wins": sum(d > 0 for d in differences),
-                          "seeds": len(seeds), "cost_ratio_vs_mean": statistics.median(ratios)}
+                          "seeds": len(seeds), "verdict": _parallel.beats(differences),
+                          "cost_ratio_vs_mean": statistics.median(ratios)}
+        single_runs = by_seed[f"single-{best_single}"]
+        paired = sorted(set(runs) & set(single_runs))
+        if paired:  # and against the single teacher whose students scored best on average
+            differences = [runs[s]["metric"] - single_runs[s]["metric"] for s in paired]
+            claims[method]["minus_best_single"] = {"difference": _parallel.spread(differences),
+                                                   "wins": sum(d > 0 for d in differences),
+                                                   "verdict": _parallel.beats(differences)}
+    for method in RL_METHODS:  # does the policy select a teacher more where it is right on the gold label?
+        right, wrong = (rows[method].get(f"selection_rate_when_{k}") for k in ("right", "wrong"))
+        if right and wrong:
+            gaps = {t: right[t] - wrong[t] for t in right if right.get(t) is not None and wrong.get(t) is not None}
+            rates = rows[method]["selection_rate"]
+            claims.setdefault(method, {})["selection"] = {
+                "right_minus_wrong": gaps, "spread_between_teachers": max(rates.values()) - min(rates.values())}
     return claims
+
+
+def _paired(difference: dict, wins: int, verdict: str) -> str:
+    return f"{_parallel.signed(difference)} ({wins}/{difference['n']}), {verdict}"
 
 
 def _rates(rates: dict | None) -> str:
@@ -275,25 +295,39 @@ def _table(results: dict, seeds: int) -> str:
     for method in METHODS:
         lines.append(f"| student: {method} | " + " | ".join(_parallel.cell(results[d]["rows"][method], seeds)
                                                             for d in names) + " |")
-    lines += ["", "| student of a teacher − student of the best teacher (wins) | " + " | ".join(names) + " |",
-              "|---|" + "---:|" * len(names)]
+    lines += ["", "| student of a teacher − student of the best teacher (wins), does it beat it? | "
+              + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for teacher in TEACHERS:
         cells = []
         for d in names:
             claims = results[d]["claims"]
             pair = claims["single_minus_best_teacher"].get(teacher)
             cells.append("(best teacher)" if teacher == claims["best_teacher"] else "–" if pair is None else
-                         f"{_parallel.signed(pair['difference'])} ({pair['wins']}/{pair['difference']['n']})")
+                         _paired(pair["difference"], pair["wins"], pair["verdict"]))
         lines.append(f"| {teacher} | " + " | ".join(cells) + " |")
-    lines += ["", "| method | " + " | ".join(f"{d}: − mean (wins), cost × mean" for d in names) + " |",
+    lines += ["", "| method − mean of teachers (wins), does it beat it?, cost × mean | " + " | ".join(names) + " |",
               "|---|" + "---:|" * len(names)]
     for method in ("confidence",) + RL_METHODS:
+        claims = [results[d]["claims"].get(method) or {} for d in names]
+        lines.append(f"| {method} | " + " | ".join(
+            "–" if "minus_mean" not in c else _paired(c["minus_mean"], c["wins"], c["verdict"])
+            + f", {c['cost_ratio_vs_mean']:.2f}×" for c in claims) + " |")
+    lines += ["", "| method − student of the best single teacher (wins), does it beat it? | "
+              + " | ".join(f"{d} (single-{results[d]['claims']['best_teacher_for_the_student']})" for d in names)
+              + " |", "|---|" + "---:|" * len(names)]
+    for method in ("confidence",) + RL_METHODS:
+        pairs = [(results[d]["claims"].get(method) or {}).get("minus_best_single") for d in names]
+        lines.append(f"| {method} | " + " | ".join("–" if p is None else _paired(p["difference"], p["wins"],
+                                                                                p["verdict"]) for p in pairs) + " |")
+    lines += ["", "| RL-KD: selected when right − when wrong, per teacher; rates' spread between teachers | "
+              + " | ".join(" / ".join(TEACHERS) + f" ({d})" for d in names) + " |", "|---|" + "---:|" * len(names)]
+    for method in RL_METHODS:
         cells = []
         for d in names:
-            claim = results[d]["claims"].get(method)
-            cells.append("–" if claim is None else
-                         f"{_parallel.signed(claim['minus_mean'])} ({claim['wins']}/{claim['seeds']}), "
-                         f"{claim['cost_ratio_vs_mean']:.2f}×")
+            selection = (results[d]["claims"].get(method) or {}).get("selection")
+            cells.append("–" if selection is None else " / ".join(
+                f"{selection['right_minus_wrong'][t]:+.2f}" if t in selection["right_minus_wrong"] else "–"
+                for t in TEACHERS) + f"; {selection['spread_between_teachers']:.2f}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     for key, title in (("selection_rate", "selection rate"), ("selection_rate_when_right", "selected when right"),
                        ("selection_rate_when_wrong", "selected when wrong")):

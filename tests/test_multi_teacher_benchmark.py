@@ -4,6 +4,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import load_benchmark
 
 
@@ -12,7 +14,9 @@ def _fake_run(folder: Path, score: float, rates: dict | None = None) -> None:
     report = {"task": {"main_metric": "accuracy"}, "models": [{"name": "student", "metrics": {"accuracy": score}}],
               "training": {"train_seconds": 10.0 + score / 10}}
     if rates:
-        report["teacher_selection"] = {"rl": {"selection_rate": rates}}
+        report["teacher_selection"] = {"rl": {"selection_rate": rates,
+                                              "selection_rate_when_right": {t: r + 0.1 for t, r in rates.items()},
+                                              "selection_rate_when_wrong": {t: r - 0.1 for t, r in rates.items()}}}
     (folder / "report.json").write_text(json.dumps(report))
 
 
@@ -30,6 +34,15 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     results, table = bench.summarise(setup, ["rte"], [42, 43, 44])
     assert results["rte"]["teachers"] == {"minilm": 80.0, "mpnet": 85.0, "minilm-3l": 70.0}
     assert results["rte"]["rows"]["rl-dev_metric"]["selection_rate"] == {t: 0.5 for t in bench.TEACHERS}
+    claims = results["rte"]["claims"]  # every method scores i points above the first, on every seed
+    assert claims["best_teacher"] == "mpnet" and claims["best_teacher_for_the_student"] == "minilm-3l"
+    assert claims["single_minus_best_teacher"]["minilm-3l"]["verdict"].startswith("reproduced")  # +1, 3/3
+    assert claims["single_minus_best_teacher"]["minilm"]["verdict"].startswith("not reproduced")  # -1
+    rl, at = claims["rl-student_loss"], bench.METHODS.index("rl-student_loss")
+    assert rl["minus_mean"]["mean"] == pytest.approx(at - bench.METHODS.index("mean"))
+    assert rl["minus_best_single"]["difference"]["mean"] == pytest.approx(at - 2)
+    assert rl["selection"]["right_minus_wrong"] == pytest.approx({t: 0.2 for t in bench.TEACHERS})
+    assert "does it beat it?" in table and "reproduced (p = 0.00)" in table
 
     shutil.rmtree(setup.runs)  # a new machine: only the committed ledger remains
     setup.ledger = json.loads(setup.ledger_path.read_text())
