@@ -241,40 +241,40 @@ def _claims(teacher_scores: dict, rows: dict, by_seed: dict) -> dict:
     claims = {"best_teacher": best,
               "best_teacher_for_the_student": max(singles, key=singles.get) if singles else None,
               "single_minus_best_teacher": {}}
-    for teacher in TEACHERS:  # claim 1, seed by seed: each other teacher's student minus the best teacher's
-        other, best_runs = by_seed[f"single-{teacher}"], by_seed[f"single-{best}"]
-        seeds = sorted(set(other) & set(best_runs))
-        if teacher != best and seeds:
-            differences = [other[s]["metric"] - best_runs[s]["metric"] for s in seeds]
-            claims["single_minus_best_teacher"][teacher] = {"difference": _parallel.spread(differences),
-                                                            "wins": sum(d > 0 for d in differences),
-                                                            "verdict": _parallel.beats(differences)}
+    for teacher in (t for t in TEACHERS if t != best):  # claim 1: each other teacher's student minus the best's
+        pair = _paired_difference(by_seed[f"single-{teacher}"], by_seed[f"single-{best}"])
+        if pair:
+            claims["single_minus_best_teacher"][teacher] = pair
     best_single = claims["best_teacher_for_the_student"]
     for method in ("confidence",) + RL_METHODS:  # claim 2: against equal weights, trained the same two stages
         runs, mean_runs = by_seed[method], by_seed["mean"]
-        seeds = sorted(set(runs) & set(mean_runs))
-        if not seeds:
+        pair = _paired_difference(runs, mean_runs)
+        if pair is None:
             continue
-        differences = [runs[s]["metric"] - mean_runs[s]["metric"] for s in seeds]
-        ratios = [runs[s]["train_seconds"] / mean_runs[s]["train_seconds"] for s in seeds]
-        claims[method] = {"minus_mean": _parallel.spread(differences), "wins": sum(d > 0 for d in differences),
-                          "seeds": len(seeds), "verdict": _parallel.beats(differences),
-                          "cost_ratio_vs_mean": statistics.median(ratios)}
-        single_runs = by_seed[f"single-{best_single}"]
-        paired = sorted(set(runs) & set(single_runs))
-        if paired:  # and against the single teacher whose students scored best on average
-            differences = [runs[s]["metric"] - single_runs[s]["metric"] for s in paired]
-            claims[method]["minus_best_single"] = {"difference": _parallel.spread(differences),
-                                                   "wins": sum(d > 0 for d in differences),
-                                                   "verdict": _parallel.beats(differences)}
+        ratios = [runs[s]["train_seconds"] / mean_runs[s]["train_seconds"] for s in set(runs) & set(mean_runs)]
+        claims[method] = {"minus_mean": pair["difference"], "wins": pair["wins"], "seeds": pair["difference"]["n"],
+                          "verdict": pair["verdict"], "cost_ratio_vs_mean": statistics.median(ratios)}
+        if best_single:  # and against the single teacher whose students scored best on average
+            claims[method]["minus_best_single"] = _paired_difference(runs, by_seed[f"single-{best_single}"])
     for method in RL_METHODS:  # does the policy select a teacher more where it is right on the gold label?
         right, wrong = (rows[method].get(f"selection_rate_when_{k}") for k in ("right", "wrong"))
         if right and wrong:
-            gaps = {t: right[t] - wrong[t] for t in right if right.get(t) is not None and wrong.get(t) is not None}
             rates = rows[method]["selection_rate"]
             claims.setdefault(method, {})["selection"] = {
-                "right_minus_wrong": gaps, "spread_between_teachers": max(rates.values()) - min(rates.values())}
+                "right_minus_wrong": {t: right[t] - wrong[t] for t in right if t in wrong},
+                "spread_between_teachers": max(rates.values()) - min(rates.values())}
     return claims
+
+
+def _paired_difference(runs: dict, others: dict) -> dict | None:
+    """`runs` minus `others` seed by seed (each {seed: run}) over the seeds both have: the spread, the wins and the
+    verdict on "runs beat others"; None when no seed is shared."""
+    seeds = sorted(set(runs) & set(others))
+    if not seeds:
+        return None
+    differences = [runs[s]["metric"] - others[s]["metric"] for s in seeds]
+    return {"difference": _parallel.spread(differences), "wins": sum(d > 0 for d in differences),
+            "verdict": _parallel.beats(differences)}
 
 
 def _paired(difference: dict, wins: int, verdict: str) -> str:
