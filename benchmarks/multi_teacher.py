@@ -202,7 +202,12 @@ def student_run(setup: Setup, dataset: str, method: str, seed: int) -> dict | No
     ledger); None before it has trained."""
     def read(report: dict) -> dict:
         selection = report.get("teacher_selection", {}).get("rl", {})
+        evaluations, main = report["training"]["evaluations"], report["task"]["main_metric"]
+        best_by_stage = {}  # stages in training order
+        for e in evaluations:
+            best_by_stage[e["stage"]] = max(best_by_stage.get(e["stage"], e[main]), e[main])
         return {**_student_score(report), "train_seconds": report["training"]["train_seconds"],
+                "best_by_stage": best_by_stage,
                 **{key: selection.get(key) for key in ("selection_rate", "selection_rate_when_right",
                                                        "selection_rate_when_wrong", "no_teacher_share", "entropy")}}
 
@@ -229,7 +234,12 @@ def summarise(setup: Setup, datasets: list[str], seeds: list[int]) -> tuple[dict
                 rates = [r[key] for r in by_seed[method].values() if r.get(key)]
                 if rates:  # RL-KD: each teacher's rate, the mean over the seeds
                     rows[method][key] = {t: statistics.mean(r[t] for r in rates) for t in TEACHERS if t in rates[0]}
+        # the two-stage schedule: how much each run's last stage ends below its first (its best dev score in each)
+        drops = [list(r["best_by_stage"].values()) for m in METHODS for r in by_seed[m].values()
+                 if r.get("best_by_stage")]
         results[dataset] = {"metric": main, "teachers": teacher_scores, "rows": rows,
+                            "first_minus_last_stage": {**_parallel.spread([b[0] - b[-1] for b in drops]),
+                                                       "last_lower": sum(b[-1] < b[0] for b in drops)},
                             "claims": _claims(teacher_scores, rows, by_seed)}
     _parallel.write_ledger(setup.ledger_path, setup.ledger)  # after every run above was read into it
     return results, _table(results, len(seeds))
@@ -295,6 +305,11 @@ def _table(results: dict, seeds: int) -> str:
     for method in METHODS:
         lines.append(f"| student: {method} | " + " | ".join(_parallel.cell(results[d]["rows"][method], seeds)
                                                             for d in names) + " |")
+    lines += ["", "| each run's best dev score: first stage − last stage (runs whose last is lower) | "
+              + " | ".join(names) + " |", "|---|" + "---:|" * len(names),
+              "| all methods and seeds | " + " | ".join(
+                  "–" if not (drop := results[d]["first_minus_last_stage"])["n"] else
+                  f"{_parallel.signed(drop)} ({drop['last_lower']}/{drop['n']})" for d in names) + " |"]
     lines += ["", "| student of a teacher − student of the best teacher (wins), does it beat it? | "
               + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for teacher in TEACHERS:

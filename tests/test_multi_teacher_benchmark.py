@@ -12,7 +12,9 @@ from conftest import load_benchmark
 def _fake_run(folder: Path, score: float, rates: dict | None = None) -> None:
     folder.mkdir(parents=True)
     report = {"task": {"main_metric": "accuracy"}, "models": [{"name": "student", "metrics": {"accuracy": score}}],
-              "training": {"train_seconds": 10.0 + score / 10}}
+              "training": {"train_seconds": 10.0 + score / 10,
+                           "evaluations": [{"stage": "mean", "accuracy": score + 1}, {"stage": "rl", "accuracy": score},
+                                           {"stage": "rl", "accuracy": score - 2}]}}
     if rates:
         report["teacher_selection"] = {"rl": {"selection_rate": rates,
                                               "selection_rate_when_right": {t: r + 0.1 for t, r in rates.items()},
@@ -42,6 +44,8 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     assert rl["minus_mean"]["mean"] == pytest.approx(at - bench.METHODS.index("mean"))
     assert rl["minus_best_single"]["difference"]["mean"] == pytest.approx(at - 2)
     assert rl["selection"]["right_minus_wrong"] == pytest.approx({t: 0.2 for t in bench.TEACHERS})
+    assert results["rte"]["first_minus_last_stage"] == {"n": 24, "mean": pytest.approx(1.0), "std": pytest.approx(0.0),
+                                                        "last_lower": 24}
     assert "does it beat it?" in table and "reproduced (p = 0.00)" in table
 
     shutil.rmtree(setup.runs)  # a new machine: only the committed ledger remains
