@@ -69,6 +69,11 @@ def spread(values: list[float]) -> dict:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
+def paired(differences: list[float]) -> dict:
+    """Per-seed paired differences A - B: their spread, the differences themselves and how many favour A."""
+    return {**spread(differences), "differences": differences, "wins": sum(d > 0 for d in differences)}
+
+
 def undecided(seeds: int) -> str | None:
     """The verdict while a claim has fewer than the 3 seeds it needs, else None."""
     return f"undecided ({seeds} seed{'s' * (seeds != 1)})" if seeds < 3 else None

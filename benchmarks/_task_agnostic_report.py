@@ -60,7 +60,7 @@ def _paired(a: dict, b: dict) -> dict | None:
     if not common:
         return None
     diffs = [a[s] - b[s] for s in common]
-    return {**_parallel.spread(diffs), "differences": diffs, "wins": sum(d > 0 for d in diffs)}
+    return _parallel.paired(diffs)
 
 
 def _verdict(diff: dict | None) -> str:

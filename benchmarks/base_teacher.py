@@ -433,8 +433,7 @@ def _claims(per_seed: dict) -> dict:
         seeds = sorted(set(per_seed[better]) & set(per_seed[than]))
         if seeds:
             differences = [per_seed[better][s] - per_seed[than][s] for s in seeds]
-            claims[f"{better}-{than}"] = {**_parallel.spread(differences), "differences": differences,
-                                          "wins": sum(d > 0 for d in differences)}
+            claims[f"{better}-{than}"] = _parallel.paired(differences)
     return claims
 
 

@@ -228,12 +228,12 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) ->
             common = sorted(set(per_seed["l2a"]) & set(per_seed[baseline]))
             if common:
                 diffs = [per_seed["l2a"][s] - per_seed[baseline][s] for s in common]
-                paired[baseline] = {**_parallel.spread(diffs), "differences": diffs, "wins": sum(d > 0 for d in diffs)}
+                paired[baseline] = _parallel.paired(diffs)
         own = teachers[teacher]
         if own and per_seed["l2a"]:
             diffs = [v - own["accuracy"] for v in per_seed["l2a"].values()]
-            paired[f"teacher ({teacher})"] = {**_parallel.spread(diffs), "differences": diffs,
-                                              "wins": sum(d >= 0 for d in diffs)}
+            # against the teacher a tie counts: the claim is "at least as good"
+            paired[f"teacher ({teacher})"] = {**_parallel.paired(diffs), "wins": sum(d >= 0 for d in diffs)}
         results[setting] = {"rows": rows, "per_seed": per_seed, "paired": paired, "costs": costs}
         lines += _table(setting, rows, paired, costs, len(seeds))
     results["claims"] = _claims(results, settings, teacher)

@@ -142,8 +142,7 @@ def _claims(by_seed: dict, main: str) -> dict:
         seeds = sorted(set(by_seed[better]) & set(by_seed[than]))
         if seeds:
             differences = [by_seed[better][s]["metrics"][main] - by_seed[than][s]["metrics"][main] for s in seeds]
-            claims[f"{better}-{than}"] = {**_parallel.spread(differences), "differences": differences,
-                                          "wins": sum(d > 0 for d in differences)}
+            claims[f"{better}-{than}"] = _parallel.paired(differences)
     return claims
 
 

@@ -233,8 +233,7 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int]) -> tuple[dict, s
             if common:
                 diffs = {d: [_pick(per_seed["hrkd"][s], d) - _pick(per_seed[baseline][s], d) for s in common]
                          for d in (*DOMAINS, "average")}
-                paired[baseline] = {d: {**_parallel.spread(v), "differences": v, "wins": sum(x > 0 for x in v)}
-                                    for d, v in diffs.items()}
+                paired[baseline] = {d: _parallel.paired(v) for d, v in diffs.items()}
         hrkd = _json(cfg["runs"] / run_name(setting, "hrkd", seeds[0]) / "report.json")
         weights = hrkd.get("hrkd") if hrkd else None
         if weights and weights.get("history"):  # the plot needs the run's history: kept from the machine that ran it
