@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from alembert.augment.mlm import choose_masks, encode_texts, maskable, train_hea
 from alembert.augment.neighbours import WORD, NeighbourReplacer
 from alembert.augment.selector import CandidateSelector
 from alembert.cli import main
+from alembert.data.sources import GeneratedPool
 from alembert.recipe import recipe_from_dict
 from conftest import WORDS, tiny_bert, write_sentiment_csv, write_tokenizer
 
@@ -168,6 +170,26 @@ def test_augment_with_neighbours_trains_on_teacher_labelled_variants(tmp_path, t
     assert report["training"]["examples_seen"] == 2 * (24 + 72)  # the generated examples were trained on
 
 
+def test_the_teachers_outputs_on_generated_examples_are_cached_and_train_as_live_ones(tmp_path, tiny_teacher_dir,
+                                                                                     monkeypatch):
+    """The plugin seals its source once filled, so the teacher's outputs on it are cached like any source's; a
+    prediction loss reads fp32 logits, so the cached run is the live one to float noise."""
+    plugin = {"type": "augment", "n": 3, "p": 0.5}
+    live = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, plugin, name="live",
+                                                teacher_cache=False)))
+    cached = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, plugin, name="cached")))
+    assert live.report["source_caches"]["aug"]["reason"] == "switched off (teacher_cache: false)"
+    info = cached.report["source_caches"]["aug"]
+    assert info["enabled"] and info["bytes"] > 0 and info["shards"] == 1 and info["reason"] is None
+    logged = [list(csv.DictReader(open(run.path / "metrics.csv", newline=""))) for run in (live, cached)]
+    assert [(r["step"], r["key"]) for r in logged[0]] == [(r["step"], r["key"]) for r in logged[1]] != []
+    assert [float(r["value"]) for r in logged[0]] == pytest.approx([float(r["value"]) for r in logged[1]], abs=1e-5)
+    pool = GeneratedPool(SimpleNamespace(teachers=[]), 10)
+    pool.seal()
+    with pytest.raises(RuntimeError, match="sealed"):  # nothing may change it under its cache
+        pool.add([])
+
+
 def test_augment_with_the_masked_lm_chain_from_a_source(tmp_path, tiny_teacher_dir):
     plugin = {"type": "augment", "generator": "mlm", "n": 1, "from_sources": ["reviews"], "head_steps": 20,
               "steps": 2}
@@ -186,6 +208,7 @@ def test_l2a_selects_generated_examples_by_a_reward_on_held_out_target_data(tmp_
     run = tmp_path / "out" / "run"
     l2a = report["l2a"]
     assert l2a["generation"]["heldout"] == 6 and l2a["generation"]["starts"] == {"target": 18, "sources": 40}
+    assert report["source_caches"]["aug"]["enabled"]  # the selector reads the teacher's logits from its cache
     stage = l2a["selection"]["kd"]
     assert stage["policy_updates"] >= 3 and 0 < stage["keep"] < 1 and "keep_source" in stage
     rows = _jsonl(run / "augmented.jsonl")

@@ -65,14 +65,21 @@ class TextSource:
 
 
 class GeneratedPool(EncodedExamples):
-    """Examples a plugin adds during training (`add`); the oldest go beyond `capacity`. Starts empty."""
+    """Examples a plugin adds during training (`add`); the oldest go beyond `capacity`. Starts empty. A plugin that
+    has added all it ever will `seal`s it: its contents are then fixed, so its teachers' outputs may be cached."""
 
     def __init__(self, tokenizers: Tokenizers, capacity: int):
         self.tokenizers, self.capacity, self.domains = tokenizers, capacity, ()
         self.examples, self.student = [], []
         self.teachers = [None if t is None else [] for t in tokenizers.teachers]
+        self.sealed = False
+
+    def seal(self) -> None:
+        self.sealed = True
 
     def add(self, examples: list[Example]) -> None:
+        if self.sealed:  # a cache of its teacher outputs would no longer match it
+            raise RuntimeError("a sealed generated source takes no more examples")
         if not examples:
             return
         student, teachers = self.tokenizers.encode(examples)
@@ -92,9 +99,12 @@ class GeneratedPool(EncodedExamples):
         return {"examples": [[e.text_a, e.text_b, e.label, e.domain] for e in self.examples]}
 
     def load_state_dict(self, state: dict) -> None:
+        """A resumed run's contents, put back before any cache is built (engine/loop.py), sealed or not."""
+        sealed, self.sealed = self.sealed, False
         self.examples, self.student = [], []
         self.teachers = [None if t is None else [] for t in self.tokenizers.teachers]
         self.add([Example(*row) for row in state["examples"]])
+        self.sealed = sealed
 
 
 @SOURCES.register("generated")

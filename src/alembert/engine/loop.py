@@ -98,10 +98,10 @@ class Trainer(Resumable):
                                 self.task.kind) for stage in self.recipe.stages]
         for plugin in self.plugins:
             plugin.setup(self.ctx)
-        self._prepare_caches(objectives)
         first_stage, self._elapsed_before = 0, 0.0
-        if self._resume is not None:
+        if self._resume is not None:  # first: a generated source's restored contents are what its cache holds
             first_stage, self._elapsed_before = self._restore_run()
+        self._prepare_caches(objectives)
         if self.recipe.compile:  # in place: the module, its hooks and its state_dict keys stay as they are
             self.student.compile(dynamic=True)
         for index, (stage, objective) in enumerate(zip(self.recipe.stages, objectives)):
@@ -131,7 +131,7 @@ class Trainer(Resumable):
                 "a loss averages over padding (positions: all), which the cache does not hold" if any(
                     stage.pads_to_max_length for _, stage, _ in users) else \
                 "switched off (teacher_cache: false)" if not spec.enabled else \
-                "generated during training" if hasattr(self.sources[name], "add") else None
+                "generated during training" if not getattr(self.sources[name], "sealed", True) else None
             with self.accelerator.local_main_process_first(), _cache_errors(root):  # one process per machine builds
                 self.bank.prepare(name, self.sources[name], union(o.teacher_request for *_, o in users) if users else
                                   None, sum(stage.epochs for _, stage, _ in users), root, spec.store == "all", off,

@@ -1,6 +1,7 @@
 """Augmentation as a plugin: before the first stage, generate examples and add them to a `generated` source that
-the stages train on; the teacher labels them live (soft labels, as TinyBERT's augmented data), and the run writes
-them to augmented.jsonl with the example each came from.
+the stages train on, and seal it; the teacher labels them (soft labels, as TinyBERT's augmented data), from its
+output cache when the stages' epochs let it see them more than once, and the run writes them to augmented.jsonl with
+the example each came from.
 
     sources: {aug: {type: generated}}
     plugins: [{type: augment, generator: neighbours, n: 4}]
@@ -76,6 +77,7 @@ class Augment(Plugin):
                                               source_starts, self.seed, ctx.recipe.max_length)
         domain = target.examples[0].domain if len(target) else None
         self.pool.add([Example(c.text_a, c.text_b, None, domain) for c in self.candidates])
+        self.pool.seal()  # all it will hold: the teacher's outputs on it may be cached like any source's
         pairs = [(c.text_a, c.text_b) for c in self.candidates]
         self.probs, self.pooled = teacher_view(self.teacher, self.tokenizer, pairs, ctx.recipe.max_length)
         self.after_generation(ctx, target_starts, source_starts)
