@@ -121,14 +121,16 @@ def student_recipe(cfg: dict, setting_name: str, method: str, seed: int, teacher
     sources = sources_of(cfg, setting)
     stage = {"name": "kd", "epochs": 1000, "max_steps": cfg["steps"], "lr": cfg["lr"], "evaluate": False,
              "losses": [{"type": "prediction", "alpha": 0.7, "temperature": 1.0}]}
-    generator = {"n": 1, "head_steps": cfg["head_steps"], "source_limit": cfg["source_limit"]}  # a chain a start
+    # one chain a start; the generation is the setting's, like its labelled subset: every seed's run reads back
+    # the one made first (the cache folder), and the seeds vary the student's training and L2A's selector
+    generator = {"n": 1, "head_steps": cfg["head_steps"], "source_limit": cfg["source_limit"], "seed": DATA_SEED}
     if method == "source-kd":
         data["sources"] = sources
         stage["data"] = "+".join(["task", *sources])
     elif method in ("tinybert-aug", "generated-kd"):
         data["sources"] = {"aug": {"type": "generated"}, **(sources if method == "generated-kd" else {})}
         stage["data"] = "task+aug"
-        data["plugins"] = [{"type": "augment", "generator": "neighbours", "n": cfg["variants"]}
+        data["plugins"] = [{"type": "augment", "generator": "neighbours", "n": cfg["variants"], "seed": DATA_SEED}
                            if method == "tinybert-aug" else
                            {"type": "augment", "generator": "mlm", "from_sources": list(sources), **generator}]
     elif method == "l2a":
@@ -182,15 +184,17 @@ def ledger_path(cfg: dict) -> Path:
 
 
 def _run(cfg: dict, name: str) -> dict | None:
-    """A finished run's score, training seconds, of them generation (and the head's training), and peak memory
-    (from its folder here, else the ledger); None before it has finished (test.json is written last)."""
+    """A finished run's score, training seconds, of them generation (and the head's training) when the run made
+    it rather than read it back, and peak memory (from its folder here, else the ledger); None before it has
+    finished (test.json is written last)."""
     folder = cfg["runs"] / name
 
     def read(test: dict) -> dict:
         report = json.loads((folder / "report.json").read_text())
         generation = (report.get("l2a") or report.get("augment") or {}).get("generation", {})
-        return {**test, "seconds": report["training"]["seconds"], "generation_seconds": generation.get("seconds"),
-                "head_seconds": (generation.get("head") or {}).get("seconds"),
+        made = {} if generation.get("reused") else generation
+        return {**test, "seconds": report["training"]["seconds"], "generation_seconds": made.get("seconds"),
+                "head_seconds": (made.get("head") or {}).get("seconds"),
                 "kept_share": (report.get("l2a") or {}).get("kept_share")}
 
     return _parallel.recorded(LEDGER, name, folder / "test.json", read)

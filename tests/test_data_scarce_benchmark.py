@@ -6,12 +6,13 @@ import shutil
 from conftest import load_benchmark
 
 
-def _fake_run(cfg: dict, name: str, accuracy: float, kept: float | None = None) -> None:
+def _fake_run(cfg: dict, name: str, accuracy: float, kept: float | None = None, reused: bool = False) -> None:
     folder = cfg["runs"] / name
     folder.mkdir(parents=True)
     report = {"training": {"seconds": 50.0}}
-    if kept is not None:
-        report["l2a"] = {"kept_share": kept, "generation": {"seconds": 20.0, "head": {"seconds": 5.0}}}
+    if kept is not None:  # a run that read its generation back carries the maker's figures, not its own costs
+        made = {"seconds": 99.0 if reused else 20.0, "head": {"seconds": 99.0 if reused else 5.0}}
+        report["l2a"] = {"kept_share": kept, "generation": {**made, "reused": reused}}
     (folder / "report.json").write_text(json.dumps(report))
     (folder / "test.json").write_text(json.dumps({"split": "test", "accuracy": accuracy, "peak_rss_mb": 900,
                                                   "peak_gpu_mb": None}))
@@ -26,7 +27,7 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     for seed in (42, 43, 44):
         for i, method in enumerate(bench.METHODS):
             _fake_run(cfg, bench.run_name("kitchen-24", method, seed, "target"), 70.0 + i + seed - 42,
-                      0.5 if method == "l2a" else None)
+                      0.5 if method == "l2a" else None, reused=seed != 42)
     results, table = bench.summarise(cfg, ["kitchen-24"], [42, 43, 44], "target")
     assert results["kitchen-24"]["paired"]["kd"]["differences"] == [4.0, 4.0, 4.0]
     assert "| l2a | 75.0 ± 1.0 | 50 | 20 (5) | 900 | 50 % |" in table

@@ -308,3 +308,32 @@ def test_the_shipped_recipes_run_through_the_cli_on_tiny_models(tmp_path, tiny_t
     assert len(_jsonl(run / "augmented.jsonl")) == (24 * 4 if recipe == "augment.yaml" else 19 + 40)
     report = json.loads((run / "report.json").read_text())
     assert ("l2a" if recipe == "l2a.yaml" else "augment") in report
+
+
+def test_a_generation_is_kept_and_read_back_by_a_run_that_would_remake_it(tmp_path, tiny_teacher_dir, caplog):
+    plugin = {"type": "augment", "generator": "mlm", "n": 1, "from_sources": ["reviews"], "head_steps": 5,
+              "steps": 2, "seed": 7}
+    first = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, plugin, name="first")))
+    kept = list((tmp_path / "cache" / "generated").glob("*.safetensors"))
+    assert len(kept) == 1 and first.report["augment"]["generation"]["reused"] is False
+    # another run seed, the same plugin seed: the same candidates, read back, not made again
+    again = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, plugin, name="again", seed=3)))
+    generation = again.report["augment"]["generation"]
+    assert generation["reused"] is True and generation["head"] == first.report["augment"]["generation"]["head"]
+    assert _jsonl(first.path / "augmented.jsonl") == _jsonl(again.path / "augmented.jsonl")
+    # a changed generator option or plugin seed makes them again, under another key
+    for name, change in (("steps", {"steps": 1}), ("seed", {"seed": 8})):
+        run = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, {**plugin, **change}, name=name)))
+        assert run.report["augment"]["generation"]["reused"] is False, name
+    assert len(list((tmp_path / "cache" / "generated").glob("*.safetensors"))) == 3
+    # a damaged file fails its check and is made again
+    raw = bytearray(kept[0].read_bytes())
+    raw[-5] ^= 0xFF
+    kept[0].write_bytes(bytes(raw))
+    mended = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, plugin, name="mended")))
+    assert mended.report["augment"]["generation"]["reused"] is False and "unusable" in caplog.text
+    assert _jsonl(first.path / "augmented.jsonl") == _jsonl(mended.path / "augmented.jsonl")
+    # cache: false neither reads nor writes
+    off = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, {**plugin, "cache": False}, name="off",
+                                               cache_dir=str(tmp_path / "other"))))
+    assert off.report["augment"]["generation"]["reused"] is False and not (tmp_path / "other" / "generated").exists()

@@ -9,18 +9,23 @@ the example each came from.
 
 `generator: neighbours` is TinyBERT's word replacement by the teacher's input-embedding neighbours; `generator: mlm`
 trains a masked-LM head on the teacher's frozen encoder and refills masked tokens over several Markov-chain steps
-(alembert.augment). Starts: the target's training sentences and, with `from_sources`, the named sources'."""
+(alembert.augment). Starts: the target's training sentences and, with `from_sources`, the named sources'. The
+candidates and the teacher's view of them are kept in the cache folder (augment/cache.py): a run that would make
+the same ones again reads them back."""
 from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from alembert.augment.cache import generation_key, load_generation, save_generation
 from alembert.augment.generate import generate, starts_of, teacher_view, write_jsonl
 from alembert.engine.plugins import Plugin
+from alembert.engine.teacher_cache import default_cache_root
 from alembert.errors import AlembertError
 from alembert.recipe import PluginOptions
 from alembert.registry import PLUGINS
@@ -50,6 +55,15 @@ class GeneratorOptions(PluginOptions):
     steps: int = Field(3, ge=1)
     mask_rate: float = Field(0.15, gt=0, le=1)
     temperature: float = Field(1.0, gt=0)
+    # what the plugin draws before training (starts, generation; L2A's held-out split); unset: the run's seed. Fixed,
+    # students of several seeds share one generation (and, with `cache`, it is made once)
+    seed: int | None = None
+    cache: bool = True  # keep the candidates in the cache folder and read them back when a run would remake them
+
+
+# the options a generation's result depends on, besides its starts, seed and maximum length (augment/cache.py)
+GENERATION_OPTIONS = ("type", "generator", "n", "p", "top_k", "head_steps", "head_batch_size", "head_lr",
+                      "head_mask_rate", "train_layers", "steps", "mask_rate", "temperature")
 
 
 @PLUGINS.register("augment")
@@ -61,7 +75,7 @@ class Augment(Plugin):
         target = ctx.sources["task"]
         self.teacher = ctx.teachers[0]
         self.tokenizer = target.tokenizers.teachers[0] or target.tokenizers.student
-        self.seed = ctx.recipe.seed
+        self.seed = ctx.recipe.seed if self.options.seed is None else self.options.seed
         self.prepare_target(ctx)
         rng = random.Random(self.seed)
         target_starts = starts_of(ctx.sources["task"], "target", None, rng) if self.options.from_target else []
@@ -73,14 +87,39 @@ class Augment(Plugin):
             raise AlembertError(f"sources.{self.options.into}: holds {len(self.pool)} examples and capacity "
                                 f"{self.pool.capacity}, but {planned} are to be generated into it (one plugin a "
                                 "generated source, with room for all)")
-        self.candidates, self.info = generate(self.options, self.teacher, self.tokenizer, target_starts,
-                                              source_starts, self.seed, ctx.recipe.max_length)
+        self.candidates, self.info, self.views = self.generated(ctx, target_starts, source_starts)
         domain = target.examples[0].domain if len(target) else None
         self.pool.add([Example(c.text_a, c.text_b, None, domain) for c in self.candidates])
         self.pool.seal()  # all it will hold: the teacher's outputs on it may be cached like any source's
-        pairs = [(c.text_a, c.text_b) for c in self.candidates]
-        self.probs, self.pooled = teacher_view(self.teacher, self.tokenizer, pairs, ctx.recipe.max_length)
-        self.after_generation(ctx, target_starts, source_starts)
+        self.probs = self.views["probs"]
+        self.after_generation(ctx)
+
+    def generated(self, ctx, target_starts, source_starts) -> tuple[list, dict, dict]:
+        """The candidates, the generation's record and the teacher's views of them: read back from the cache folder
+        when an earlier run made them from the same inputs, else made now (and kept there)."""
+        max_length, o = ctx.recipe.max_length, self.options
+        root = (Path(ctx.recipe.cache_dir) if ctx.recipe.cache_dir else default_cache_root()) / "generated"
+        key = generation_key(self.teacher, self.tokenizer, o.model_dump(include=set(GENERATION_OPTIONS)),
+                             target_starts + source_starts, self.seed, max_length) if o.cache else None
+        found = load_generation(root, key) if key else None
+        if found is not None:
+            candidates, info, views = found
+            return candidates, {**info, "reused": True}, views
+        candidates, info = generate(o, self.teacher, self.tokenizer, target_starts, source_starts, self.seed,
+                                    max_length)
+        start = time.perf_counter()
+        views = self.teacher_views(candidates, target_starts, source_starts, max_length)
+        info.update(teacher_seconds=round(time.perf_counter() - start, 2), reused=False)
+        if key:
+            save_generation(root, key, candidates, info, views)
+        return candidates, info, views
+
+    def teacher_views(self, candidates, target_starts, source_starts, max_length) -> dict:
+        """What the teacher makes of the candidates: probabilities (the soft labels augmented.jsonl shows) and
+        mean-pooled last hidden states."""
+        probs, pooled = teacher_view(self.teacher, self.tokenizer, [(c.text_a, c.text_b) for c in candidates],
+                                     max_length)
+        return {"probs": probs, "pooled": pooled}
 
     def check(self, ctx) -> None:
         """Refuse, in one line and before any work, what the plugin cannot do."""
@@ -110,7 +149,7 @@ class Augment(Plugin):
     def prepare_target(self, ctx) -> None:
         """A hook for L2A, which holds part of the target's training data out of training."""
 
-    def after_generation(self, ctx, target_starts, source_starts) -> None:
+    def after_generation(self, ctx) -> None:
         """A hook for L2A, which builds its selector's static features here."""
 
     def rows(self) -> list[dict]:

@@ -72,17 +72,23 @@ class L2A(Augment):
         self.heldout = target.subset(sorted(held))
         ctx.sources["task"] = target.subset([i for i in range(n) if i not in held])
 
-    def after_generation(self, ctx, target_starts, source_starts) -> None:
-        max_length = ctx.recipe.max_length
-        centroids = [teacher_view(self.teacher, self.tokenizer, [(s.text_a, s.text_b) for s in starts],
-                                  max_length)[1].mean(0) for starts in (target_starts, source_starts)]
-        unit = torch.nn.functional.normalize(self.pooled, dim=-1)
-        similarity = [unit @ torch.nn.functional.normalize(c, dim=0) for c in centroids]
+    def teacher_views(self, candidates, target_starts, source_starts, max_length) -> dict:
+        """Also the centroids of the teacher's embeddings of the target's and the sources' starts."""
+        views = super().teacher_views(candidates, target_starts, source_starts, max_length)
+        for name, starts in (("target_centroid", target_starts), ("source_centroid", source_starts)):
+            views[name] = teacher_view(self.teacher, self.tokenizer, [(s.text_a, s.text_b) for s in starts],
+                                       max_length)[1].mean(0)
+        return views
+
+    def after_generation(self, ctx) -> None:
+        unit = torch.nn.functional.normalize(self.views["pooled"], dim=-1)
+        similarity = [unit @ torch.nn.functional.normalize(self.views[name], dim=0)
+                      for name in ("target_centroid", "source_centroid")]
         from_source = torch.tensor([float(c.origin != "target") for c in self.candidates])
         changed = torch.tensor([c.changed or 0.0 for c in self.candidates])
         self.static = torch.stack([*similarity, from_source, changed], dim=-1)  # (N, 4)
         o = self.options
-        self.selector = CandidateSelector(len(FEATURES), o.lr, o.baseline_momentum, o.initial_keep, self.seed)
+        self.selector = CandidateSelector(len(FEATURES), o.lr, o.baseline_momentum, o.initial_keep, ctx.recipe.seed)
         size = len(self.candidates)
         self.drawn, self.kept, self.last_p = torch.zeros(size), torch.zeros(size), torch.full((size,), float("nan"))
         self.history: dict[str, list[dict]] = {}
