@@ -15,8 +15,9 @@ from its checkpoints; on a new machine a teacher is retrained only for a student
             source-kd     + the sources' sentences, all of them, teacher-labelled (no selection)
             generated-kd  + masked-LM chain samples from target and source sentences, all of them (no selector)
             l2a           + the same generator with the reinforced selector (recipes/l2a.yaml)
-Every student trains the same number of optimizer steps on its own data and is scored as it ends (no model
-selection: no labelled data beyond the scarce training set is used); Amazon is scored on each domain's test split
+Every student trains the same number of optimizer steps on its own data and is scored as it ends (no model selection:
+no labelled data beyond the scarce training set is used). The generated examples are the setting's (plugin seed 42),
+made by its first run and read back by the others (augment/cache.py). Amazon is scored on each domain's test split
 (200 reviews carved from train.tsv, tasks/amazon.py), SST-2 on its dev split. Paired per-seed differences of L2A
 against each row; the paper's two claims each stated as reproduced or not; time and peak memory of every row.
 

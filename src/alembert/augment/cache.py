@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from alembert.augment.generate import Candidate, Start
 from alembert.engine.teacher_cache import teacher_fingerprint
+from alembert.files import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def save_generation(root: Path, key: str, candidates: list[Candidate], info: dic
         return
     try:
         save_file(tensors, temporary, metadata={"payload": payload, "sha256": _digest(payload, tensors)})
+        fsync_path(Path(temporary))  # complete bytes on disk before the rename publishes them
         os.replace(temporary, root / f"{key}.safetensors")
     except OSError as err:
         log.warning("generated examples not kept in %s (%s)", root, err)
