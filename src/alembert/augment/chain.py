@@ -26,7 +26,7 @@ def refill(lm: MaskedLM, tokenizer, input_ids: torch.Tensor, attention_mask: tor
     """`input_ids` with the positions in `masks` replaced by tokens sampled from the masked LM given the rest
     (special and placeholder tokens never sampled); every other position is left as it was."""
     inputs = input_ids.masked_fill(masks, tokenizer.mask_token_id)
-    logits = lm.logits(inputs, attention_mask)[masks].float() / temperature
+    logits = lm.logits(inputs, attention_mask, masks).float() / temperature
     logits[:, list(_never(tokenizer))] = float("-inf")
     probs = logits.softmax(-1).cpu()
     sampled = torch.multinomial(probs, 1, generator=generator).flatten() if len(probs) else probs.new_zeros(0)

@@ -38,13 +38,16 @@ class MLMHead(nn.Module):
 
 
 class MaskedLM(nn.Module):
-    """An encoder (a model that returns hidden states) and its head: `logits(input_ids, attention_mask)`."""
+    """An encoder (a model that returns hidden states) and its head: `logits(input_ids, attention_mask, at)`."""
 
     def __init__(self, encoder, head: MLMHead, encoder_trains: bool = False):
         super().__init__()
         self.encoder, self.head, self.encoder_trains = encoder, head, encoder_trains
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, grad: bool = False) -> torch.Tensor:
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, at: torch.Tensor,
+               grad: bool = False) -> torch.Tensor:
+        """(N, V) logits at the N positions where `at` (B, L) is true: the head, a matrix over the whole vocabulary,
+        reads only the positions asked for (a sixth of its work at a 15 % mask rate)."""
         was_training = self.encoder.training
         self.encoder.eval()  # no dropout: the chain and the scores are deterministic given the masks
         try:
@@ -52,7 +55,7 @@ class MaskedLM(nn.Module):
                 hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                       output_hidden_states=True).hidden_states[-1]
             with contextlib.nullcontext() if grad else torch.no_grad():
-                return self.head(hidden)
+                return self.head(hidden[at])
         finally:
             self.encoder.train(was_training)
 
@@ -95,7 +98,7 @@ def encode_texts(tokenizer, texts: list[str], max_length: int, device) -> tuple[
 
 def masked_loss(lm: MaskedLM, tokenizer, input_ids, attention_mask, masks, grad: bool = False) -> torch.Tensor:
     inputs = input_ids.masked_fill(masks, tokenizer.mask_token_id)
-    return F.cross_entropy(lm.logits(inputs, attention_mask, grad)[masks], input_ids[masks])
+    return F.cross_entropy(lm.logits(inputs, attention_mask, masks, grad), input_ids[masks])
 
 
 @dataclass
