@@ -186,7 +186,7 @@ def test_weights_of_several_plugins_multiply_and_pair_weights_weigh_layer_pairs(
         def pair_weights(self, out, ctx):
             return {0: torch.tensor([[1.0, 0.0]]).expand(out.batch.size, -1)}
 
-    batch = type("B", (), {"size": 3})()
+    batch = type("B", (), {"size": 3, "labels": torch.zeros(3)})()  # the weights go to its labels' device
     weights = PluginSet.weights([Halve(), Ramp()], Outputs(batch, batch, None, []), None)
     assert weights.example.tolist() == [0.0, 0.5, 1.0] and weights.pairs[0].shape == (3, 2)
     layout = find_layout(tiny_bert(layers=2, hidden=8, heads=2))

@@ -205,12 +205,15 @@ class PluginSet:
 
     @staticmethod
     def weights(plugins: list[Plugin], out: Outputs, ctx: Context) -> Weights:
+        """The plugins' weights multiplied, on the batch's device wherever each plugin made its own (a plugin's
+        state, a selector's policy say, often lives on the CPU while the models train on a GPU)."""
+        device = out.batch.labels.device
         combined = Weights()
         for plugin in plugins:
-            combined.example = _product(combined.example, plugin.example_weights(out, ctx))
-            combined.teacher = _product(combined.teacher, plugin.teacher_weights(out, ctx))
+            combined.example = _product(combined.example, plugin.example_weights(out, ctx), device)
+            combined.teacher = _product(combined.teacher, plugin.teacher_weights(out, ctx), device)
             for term, w in (plugin.pair_weights(out, ctx) or {}).items():
-                combined.pairs[term] = _product(combined.pairs.get(term), w)
+                combined.pairs[term] = _product(combined.pairs.get(term), w, device)
         return combined
 
     def state_dict(self) -> list:
@@ -234,7 +237,8 @@ class PluginSet:
             plugin.generator.set_state(state["generator"])
 
 
-def _product(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+def _product(a: torch.Tensor | None, b: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    b = None if b is None else b.to(device)
     if a is None:
         return b
-    return a if b is None else a * b.to(a.device)
+    return a if b is None else a * b
