@@ -47,7 +47,7 @@ class MaskedLM(nn.Module):
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, at: torch.Tensor,
                grad: bool = False) -> torch.Tensor:
         """(N, V) logits at the N positions where `at` (B, L) is true: the head, a matrix over the whole vocabulary,
-        reads only the positions asked for (a sixth of its work at a 15 % mask rate)."""
+        reads only the positions asked for (about 15 % of its work at a 15 % mask rate)."""
         was_training = self.encoder.training
         self.encoder.eval()  # no dropout: the chain and the scores are deterministic given the masks
         try:
