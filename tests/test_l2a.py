@@ -95,7 +95,7 @@ def test_markov_refill_changes_the_masked_tokens_only(tokenizer):
     assert masks.any(1).all() and not (masks & ~maskable(ids, mask, tokenizer)).any()  # never [CLS], [SEP], padding
     with torch.no_grad():
         hidden = lm.encoder.eval()(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
-        every = lm.head(hidden)  # the head over every position, then the masked ones: what it reads only
+        every = lm.head(hidden)  # the head at every position; `logits` must give the same at the masked ones
     torch.testing.assert_close(lm.logits(ids, mask, masks), every[masks], rtol=1e-5, atol=1e-5)
     out = refill(lm, tokenizer, ids, mask, masks, 1.0, generator)
     assert torch.equal(out[~masks], ids[~masks])

@@ -238,7 +238,7 @@ class PluginSet:
 
 
 def _product(a: torch.Tensor | None, b: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    b = None if b is None else b.to(device)
-    if a is None:
-        return b
-    return a if b is None else a * b
+    if b is None:
+        return a
+    b = b.to(device)
+    return b if a is None else a * b
