@@ -6,15 +6,16 @@ the students); SST-2 with 200 labelled examples, the movie-review corpus and Ama
 
 Phases (resumable: a run with its test.json, here or in the ledger, is done and skipped; an interrupted one continues
 from its checkpoints; on a new machine a teacher is retrained only for a student still to run):
-  teachers  per setting: all-mpnet-base-v2 fine-tuned on the target's scarce examples ('target'), and on them plus
-            300 labelled reviews of each source ('mixed'; SST-2: of Amazon's, whose labels are SST-2's); the students
-            distil from the target teacher unless --teacher mixed
+  teachers  per setting: all-mpnet-base-v2 fine-tuned on the target's scarce examples ('target', 10 epochs), and on
+            them plus 300 labelled reviews of each source ('mixed', 3 epochs; SST-2: of Amazon's, whose labels are
+            SST-2's); the students distil from the target teacher unless --teacher mixed
   students  per setting and seed, every student an ETD extraction of the teacher (4 layers, 384 wide, 6 heads):
             kd            KD on the target's examples alone
             tinybert-aug  + TinyBERT-style augmentation (embedding-neighbour replacement, 4 variants each)
             source-kd     + the sources' sentences, all of them, teacher-labelled (no selection)
-            generated-kd  + masked-LM chain samples from target and source sentences, all of them (no selector)
-            l2a           + the same generator with the reinforced selector (recipes/l2a.yaml)
+            generated-kd  + masked-LM chain samples from target and source sentences, all of them: L2A with its
+                          selector off (the same 20 % hold-out and the same candidates)
+            l2a           + the same candidates under the reinforced selector (recipes/l2a.yaml)
 Every student trains the same number of optimizer steps on its own data and is scored as it ends (no model selection:
 no labelled data beyond the scarce training set is used). The generated examples are the setting's (plugin seed 42),
 made by its first run and read back by the others (augment/cache.py). Amazon is scored on each domain's test split
@@ -52,7 +53,9 @@ CONFIGS = {
     "real": {
         "runs": ROOT / "benchmarks" / "runs" / "data_scarce", "name": "data_scarce",
         "base": "sentence-transformers/all-mpnet-base-v2", "max_length": 128, "batch_size": 16,
-        "teacher_epochs": 10, "teacher_lr": 3e-5,
+        # the mixed teacher's 1,000-1,400 examples are 2.8-10x the target's: 3 epochs (188-263 steps, GLUE's usual
+        # fine-tuning) rather than 10, which would take 1.4-1.9 h of MPNet per setting here
+        "teacher_epochs": 10, "mixed_epochs": 3, "teacher_lr": 3e-5,
         "student": {"init": "extract", "layers": 4, "hidden": 384, "heads": 6, "ffn": 1536, "select": "importance"},
         "steps": 600, "lr": 5e-5, "source_limit": 300, "variants": 4, "head_steps": 300, "episode": 10,
         # all of them (4,500 reviews for an Amazon target, 6,000 for SST-2) would take 6-9 h of MPNet per teacher here
@@ -63,7 +66,7 @@ CONFIGS = {
     "smoke": {
         "runs": ROOT / "benchmarks" / "runs" / "data_scarce_smoke", "name": "data_scarce_smoke",
         "base": "sentence-transformers/all-MiniLM-L6-v2", "max_length": 32, "batch_size": 8,
-        "teacher_epochs": 2, "teacher_lr": 1e-4,
+        "teacher_epochs": 2, "mixed_epochs": 2, "teacher_lr": 1e-4,
         "student": {"init": "extract", "layers": 2, "hidden": 192, "heads": 6, "ffn": 768, "select": "importance",
                     "importance_examples": 16},
         "steps": 12, "lr": 1e-4, "source_limit": 12, "variants": 1, "head_steps": 10, "episode": 2,
@@ -104,7 +107,8 @@ def teacher_recipe(cfg: dict, setting_name: str, kind: str):
 
     data = _base(cfg, setting_name, f"{setting_name}-teacher-{kind}", DATA_SEED)
     data["student"] = {"init": "checkpoint", "source": cfg["base"]}
-    stage = {"name": "finetune", "epochs": cfg["teacher_epochs"], "lr": cfg["teacher_lr"], "evaluate": False,
+    epochs = cfg["mixed_epochs"] if kind == "mixed" else cfg["teacher_epochs"]
+    stage = {"name": "finetune", "epochs": epochs, "lr": cfg["teacher_lr"], "evaluate": False,
              "losses": [{"type": "prediction", "alpha": 0.0}]}
     if kind == "mixed":
         data["sources"] = sources_of(cfg, cfg["settings"][setting_name], labels=True)
@@ -128,16 +132,16 @@ def student_recipe(cfg: dict, setting_name: str, method: str, seed: int, teacher
     if method == "source-kd":
         data["sources"] = sources
         stage["data"] = "+".join(["task", *sources])
-    elif method in ("tinybert-aug", "generated-kd"):
-        data["sources"] = {"aug": {"type": "generated"}, **(sources if method == "generated-kd" else {})}
+    elif method == "tinybert-aug":
+        data["sources"] = {"aug": {"type": "generated"}}
         stage["data"] = "task+aug"
-        data["plugins"] = [{"type": "augment", "generator": "neighbours", "n": cfg["variants"], "seed": DATA_SEED}
-                           if method == "tinybert-aug" else
-                           {"type": "augment", "generator": "mlm", "from_sources": list(sources), **generator}]
-    elif method == "l2a":
+        data["plugins"] = [{"type": "augment", "generator": "neighbours", "n": cfg["variants"], "seed": DATA_SEED}]
+    elif method in ("generated-kd", "l2a"):
+        # generated-kd is L2A with its selector off: the same hold-out and the same candidates (one generation,
+        # cached, for both rows), every one kept, so l2a - generated-kd is the selector's worth alone
         shipped = load_recipe(ROOT / "recipes" / "l2a.yaml").model_dump(exclude_unset=True)
         plugin = {**shipped["stages"][0]["plugins"][0], "from_sources": list(sources), "episode": cfg["episode"],
-                  **generator}
+                  **generator, "select": method == "l2a"}
         data["sources"] = {"aug": {"type": "generated"}, **sources}
         stage.update(data="task+aug", plugins=[plugin])
     data["stages"] = [stage]

@@ -43,3 +43,20 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     teachers, students = bench.jobs(cfg, "smoke", ["kitchen-24"], [45], ["kd"], "target", phases)
     assert teachers == ["smoke:teacher:kitchen-24:target", "smoke:teacher:kitchen-24:mixed"]
     assert students == ["smoke:student:kitchen-24:kd:45:target"]
+
+
+def test_generated_kd_is_l2a_with_its_selector_off_and_the_same_generation(monkeypatch):
+    """The 'generated, no selector' row differs from L2A in the selector alone, so both read one cached generation;
+    the mixed teacher trains fewer epochs than the target one on its larger data."""
+    from alembert.plugins.augment import GENERATION_OPTIONS
+
+    bench = load_benchmark("data_scarce", monkeypatch)
+    cfg = bench.CONFIGS["real"]
+    plugins = {m: bench.student_recipe(cfg, "kitchen-100", m, 43, "target").stages[0].plugins[0].model_dump()
+               for m in ("generated-kd", "l2a")}
+    assert plugins["generated-kd"]["select"] is False and plugins["l2a"]["select"] is True
+    assert {k: v for k, v in plugins["generated-kd"].items() if k != "select"} == \
+        {k: v for k, v in plugins["l2a"].items() if k != "select"}
+    assert set(GENERATION_OPTIONS) <= set(plugins["l2a"]) and plugins["l2a"]["seed"] == bench.DATA_SEED
+    epochs = {k: bench.teacher_recipe(cfg, "kitchen-100", k).stages[0].epochs for k in ("target", "mixed")}
+    assert epochs == {"target": cfg["teacher_epochs"], "mixed": cfg["mixed_epochs"]}

@@ -226,6 +226,23 @@ def test_l2a_selects_generated_examples_by_a_reward_on_held_out_target_data(tmp_
     assert "## Generated examples" in summary and "L2A, stage **kd**: kept" in summary
 
 
+def test_l2a_with_its_selector_off_keeps_every_candidate_of_the_same_generation(tmp_path, tiny_teacher_dir):
+    """The benchmark's 'generated, no selector' row: the same hold-out and candidates as L2A (read back from the
+    cache, not made again), every one kept, no policy trained."""
+    plugin = {"type": "l2a", "n": 1, "from_sources": ["reviews"], "head_steps": 5, "steps": 2, "episode": 2,
+              "holdout": 0.25, "seed": 7}
+    selected = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, plugin, name="selected")))
+    off = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, {**plugin, "select": False}, name="off")))
+    l2a = off.report["l2a"]
+    assert l2a["select"] is False and l2a["selection"] == {} and l2a["kept_share"] is None
+    assert l2a["generation"]["reused"] is True and l2a["generation"]["heldout"] == 6
+    assert selected.report["l2a"]["selection"]["kd"]["policy_updates"] >= 1
+    texts = [(r["origin"], r["text_a"]) for r in _jsonl(off.path / "augmented.jsonl")]
+    assert texts == [(r["origin"], r["text_a"]) for r in _jsonl(selected.path / "augmented.jsonl")]
+    assert len(texts) == 18 + 40 and off.report["training"]["examples_seen"] == 2 * (18 + 58)
+    assert not (off.path / "selector").exists() and "selector off" in (off.path / "report.md").read_text()
+
+
 # ---- bad input, resume ---------------------------------------------------------------------------------------
 
 

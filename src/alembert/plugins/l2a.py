@@ -47,6 +47,8 @@ class L2AOptions(GeneratorOptions):
     lr: float = Field(0.05, gt=0)
     baseline_momentum: float = Field(0.9, ge=0, lt=1)
     initial_keep: float = Field(0.5, gt=0, lt=1)
+    # false: every candidate is kept (weight 1): the selector's ablation, on the same generation and hold-out
+    select: bool = True
     log_every: int = Field(10, ge=1)
     single_process: ClassVar[bool] = True  # its policy learns in one process
 
@@ -98,7 +100,7 @@ class L2A(Augment):
         self.info["heldout"] = len(self.heldout)
 
     def on_stage_start(self, ctx) -> None:
-        self.active = self.options.into in ctx.stage.sources
+        self.active = self.options.select and self.options.into in ctx.stage.sources
         self.stage = ctx.stage.name
         self.history.setdefault(self.stage, [])
         self.interval, self.total, self.episodes = Counts(), Counts(), 0
@@ -172,22 +174,23 @@ class L2A(Augment):
     def rows(self) -> list[dict]:
         rows = super().rows()
         for i, row in enumerate(rows):
-            drawn = int(self.drawn[i])
-            row.update(drawn=drawn, kept=int(self.kept[i]),
-                       last_keep_probability=None if drawn == 0 else round(float(self.last_p[i]), 4),
-                       target_similarity=round(float(self.static[i, 0]), 4),
+            if self.options.select:  # with the selector off nothing is counted: every candidate is kept
+                drawn = int(self.drawn[i])
+                row.update(drawn=drawn, kept=int(self.kept[i]),
+                           last_keep_probability=None if drawn == 0 else round(float(self.last_p[i]), 4))
+            row.update(target_similarity=round(float(self.static[i, 0]), 4),
                        source_similarity=round(float(self.static[i, 1]), 4))
         return rows
 
     def report(self) -> dict:
         if not hasattr(self, "info"):
             return {}
-        return {"l2a": {"generation": self.info, "selection": self.summary,
+        return {"l2a": {"generation": self.info, "select": self.options.select, "selection": self.summary,
                         "kept_share": float(self.kept.sum() / self.drawn.sum()) if self.drawn.sum() else None}}
 
     def save(self, run_directory) -> None:
         super().save(run_directory)
-        if not hasattr(self, "selector"):
+        if not hasattr(self, "selector") or not self.options.select:
             return
         folder = Path(run_directory) / "selector"
         folder.mkdir(parents=True, exist_ok=True)

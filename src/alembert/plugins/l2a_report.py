@@ -106,6 +106,8 @@ def markdown(entry: dict) -> list[str]:
              + (f"; the masked-LM head trained {g['head']['steps']} steps in {g['head']['seconds']:.0f} s, held-out "
                 f"masked loss {g['head']['masked_loss_before']:.2f} → {g['head']['masked_loss_after']:.2f} nats"
                 if g.get("head") else "") + ". Each one, with its origin: `augmented.jsonl`.", ""]
+    if entry.get("select") is False:
+        lines += ["L2A with its selector off: every generated example was kept (the selector's ablation).", ""]
     for stage, s in (entry.get("selection") or {}).items():
         if "keep" not in s:
             continue
