@@ -48,6 +48,7 @@ DOMAINS = ("books", "dvd", "electronics", "kitchen")
 DATA_SEED = 42
 METHODS = ("kd", "tinybert-aug", "source-kd", "generated-kd", "l2a")
 MOVIES = "corpus/movie_reviews/reviews.tsv"
+SELECTOR_KEYS = ("keep", "keep_source", "keep_target", "generated_share", "entropy", "updates", "reward", "reward_std")
 LEDGER: dict = {}  # run name -> _run's record; main() reads it from the configuration's ledger
 CONFIGS = {
     "real": {
@@ -198,9 +199,11 @@ def _run(cfg: dict, name: str) -> dict | None:
         report = json.loads((folder / "report.json").read_text())
         generation = (report.get("l2a") or report.get("augment") or {}).get("generation", {})
         made = {} if generation.get("reused") else generation
+        stages = list(((report.get("l2a") or {}).get("selection") or {}).values())
         return {**test, "seconds": report["training"]["seconds"], "generation_seconds": made.get("seconds"),
                 "head_seconds": (made.get("head") or {}).get("seconds"),
-                "kept_share": (report.get("l2a") or {}).get("kept_share")}
+                "kept_share": (report.get("l2a") or {}).get("kept_share"),
+                "selector": {k: stages[-1].get(k) for k in SELECTOR_KEYS} if stages else None}
 
     return _parallel.recorded(LEDGER, name, folder / "test.json", read)
 
@@ -244,8 +247,11 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) ->
             diffs = [v - own["accuracy"] for v in per_seed["l2a"].values()]
             # against the teacher a tie counts: the claim is "at least as good"
             paired[f"teacher ({teacher})"] = {**_parallel.paired(diffs), "wins": sum(d >= 0 for d in diffs)}
-        results[setting] = {"rows": rows, "per_seed": per_seed, "paired": paired, "costs": costs}
-        lines += _table(setting, rows, paired, costs, len(seeds))
+        selectors = {s: r["selector"] for s in seeds
+                     if (r := _run(cfg, run_name(setting, "l2a", s, teacher))) and r.get("selector")}
+        results[setting] = {"rows": rows, "per_seed": per_seed, "paired": paired, "costs": costs,
+                            "selectors": selectors}
+        lines += _table(setting, rows, paired, costs, len(seeds)) + _selector_table(selectors)
     results["claims"] = _claims(results, settings, teacher)
     lines += ["| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
@@ -271,6 +277,26 @@ def _table(setting: str, rows: dict, paired: dict, costs: dict, seeds: int) -> l
     lines += ["", "| paired, per seed | difference | wins |", "|---|---:|---:|"]
     for baseline, d in paired.items():
         lines.append(f"| l2a − {baseline} | {_parallel.signed(d)} | {d['wins']}/{d['n']} |")
+    return lines + [""]
+
+
+def _selector_table(selectors: dict[int, dict]) -> list[str]:
+    """What L2A's selector did in each seed's run (its stage's totals, report.json): the share of generated examples
+    drawn that it kept, by origin; the generated share of the examples drawn; the policy's mean entropy (0.693 nats
+    at p = 0.5); its updates and their rewards (the held-out mean log-probability's change per episode)."""
+    if not selectors:
+        return []
+
+    def pct(value) -> str:
+        return "–" if value is None else f"{100 * value:.0f}"
+
+    lines = ["| L2A's selector, seed | kept % | kept of source chains % | kept of target chains % | generated share % "
+             "| entropy (nats) | policy updates | reward per update |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for seed, s in sorted(selectors.items()):
+        reward = "–" if s.get("reward") is None else f"{s['reward']:+.4f} ± {s['reward_std']:.4f}"
+        lines.append(f"| {seed} | {pct(s.get('keep'))} | {pct(s.get('keep_source'))} | {pct(s.get('keep_target'))} | "
+                     f"{pct(s.get('generated_share'))} | {s.get('entropy', float('nan')):.3f} | "
+                     f"{s.get('updates', 0)} | {reward} |")
     return lines + [""]
 
 

@@ -12,7 +12,9 @@ def _fake_run(cfg: dict, name: str, accuracy: float, kept: float | None = None, 
     report = {"training": {"seconds": 50.0}}
     if kept is not None:  # a run that read its generation back carries the maker's figures, not its own costs
         made = {"seconds": 99.0 if reused else 20.0, "head": {"seconds": 99.0 if reused else 5.0}}
-        report["l2a"] = {"kept_share": kept, "generation": {**made, "reused": reused}}
+        selection = {"kd": {"keep": kept, "keep_source": kept, "generated_share": 0.9, "entropy": 0.6, "updates": 3,
+                            "reward": 0.01, "reward_std": 0.02}}
+        report["l2a"] = {"kept_share": kept, "generation": {**made, "reused": reused}, "selection": selection}
     (folder / "report.json").write_text(json.dumps(report))
     (folder / "test.json").write_text(json.dumps({"split": "test", "accuracy": accuracy, "peak_rss_mb": 900,
                                                   "peak_gpu_mb": None}))
@@ -31,6 +33,7 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     results, table = bench.summarise(cfg, ["kitchen-24"], [42, 43, 44], "target")
     assert results["kitchen-24"]["paired"]["kd"]["differences"] == [4.0, 4.0, 4.0]
     assert "| l2a | 75.0 ± 1.0 | 50 | 20 (5) | 900 | 50 % |" in table
+    assert "| 43 | 50 | 50 | – | 90 | 0.600 | 3 | +0.0100 ± 0.0200 |" in table  # what the selector did, per seed
 
     shutil.rmtree(cfg["runs"])  # a new machine: only the committed ledger remains
     bench.LEDGER.clear()
