@@ -212,7 +212,10 @@ def jobs(cfg: dict, config: str, settings: list[str], seeds: list[int], methods:
          phases: list[str]) -> tuple[list[str], list[str]]:
     """The teachers' jobs and the students' jobs still to run. A teacher missing here trains when a student of its
     setting is still to run from it, or when even the ledger lacks its score."""
-    students = [f"{config}:student:{s}:{m}:{seed}:{teacher}" for seed in seeds for s in settings for m in methods
+    # l2a first and generated-kd last: l2a makes the generation they share while the other rows run, and a
+    # generated-kd that starts before it is kept waits for it (augment/cache.py) rather than making it again
+    order = sorted(methods, key=lambda m: (m != "l2a", m == "generated-kd"))
+    students = [f"{config}:student:{s}:{m}:{seed}:{teacher}" for seed in seeds for s in settings for m in order
                 if "students" in phases and not _run(cfg, run_name(s, m, seed, teacher))]
     teachers = [f"{config}:teacher:{s}:{k}" for s in settings for k in ("target", "mixed") if "teachers" in phases
                 and not (cfg["runs"] / f"{s}-teacher-{k}" / "test.json").is_file()

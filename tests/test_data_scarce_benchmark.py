@@ -46,6 +46,8 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     teachers, students = bench.jobs(cfg, "smoke", ["kitchen-24"], [45], ["kd"], "target", phases)
     assert teachers == ["smoke:teacher:kitchen-24:target", "smoke:teacher:kitchen-24:mixed"]
     assert students == ["smoke:student:kitchen-24:kd:45:target"]
+    _, students = bench.jobs(cfg, "smoke", ["kitchen-24"], [45], list(bench.METHODS), "target", ["students"])
+    assert [job.split(":")[3] for job in students] == ["l2a", "kd", "tinybert-aug", "source-kd", "generated-kd"]
 
 
 def test_generated_kd_is_l2a_with_its_selector_off_and_the_same_generation(monkeypatch):

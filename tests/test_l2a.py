@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 import yaml
 
 from alembert import api
+from alembert.augment.cache import making
 from alembert.augment.chain import refill, run_chain
 from alembert.augment.mlm import choose_masks, encode_texts, maskable, train_head
 from alembert.augment.neighbours import WORD, NeighbourReplacer
@@ -358,3 +360,21 @@ def test_a_generation_is_kept_and_read_back_by_a_run_that_would_remake_it(tmp_pa
     off = api.distill(recipe_from_dict(_recipe(tmp_path, tiny_teacher_dir, {**plugin, "cache": False}, name="off",
                                                cache_dir=str(tmp_path / "other"))))
     assert off.report["augment"]["generation"]["reused"] is False and not (tmp_path / "other" / "generated").exists()
+
+
+def test_a_run_that_would_make_a_generation_another_is_making_waits_for_it(tmp_path):
+    """Students of several seeds side by side make their shared generation once: the second waits on the first's
+    lock (then finds the file and reads it back, as above)."""
+    order = []
+
+    def second():
+        with making(tmp_path, "key"):
+            order.append("second")
+
+    with making(tmp_path, "key"):
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        waiting.join(timeout=0.3)  # room for the second to get in, which the lock must refuse
+        order.append("first")
+    waiting.join()
+    assert order == ["first", "second"]

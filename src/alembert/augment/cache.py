@@ -7,9 +7,11 @@ One safetensors file per key, a hash of everything the result depends on (the te
 vocabulary, the plugin and its generator options, the starts, the seed and the maximum length). It holds the
 teacher's views as tensors and, in its metadata, the candidates, the generation's record and a SHA-256 of all of
 it, checked on every read; it is written to a temporary sibling and renamed into place. A file that fails its check
-is generated again."""
+is generated again. While one run makes a key's generation it holds a lock on it, so runs side by side make it once."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -39,6 +41,30 @@ def generation_key(teacher, tokenizer, options: dict, starts: list[Start], seed:
     for start in starts:
         digest.update(json.dumps(asdict(start), ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def making(root: Path, key: str):
+    """Held while the generation under `key` is looked up and, if missing, made: a second run that would make the
+    same one at the same time (students of several seeds side by side) waits, then reads it back."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / f".{key}.lock", "w")
+    except OSError:
+        handle = None
+    if handle is None:  # a folder that cannot be written: each run makes its own, as without the cache
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another run is making generated examples %s; waiting to read them back", key)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _digest(payload: str, tensors: dict[str, torch.Tensor]) -> str:

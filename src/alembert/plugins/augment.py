@@ -14,6 +14,7 @@ candidates and the teacher's view of them are kept in the cache folder (augment/
 the same ones again reads them back."""
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -22,7 +23,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from alembert.augment.cache import generation_key, load_generation, save_generation
+from alembert.augment.cache import generation_key, load_generation, making, save_generation
 from alembert.augment.generate import generate, starts_of, teacher_view, write_jsonl
 from alembert.engine.plugins import Plugin
 from alembert.engine.teacher_cache import default_cache_root
@@ -101,18 +102,19 @@ class Augment(Plugin):
         root = (Path(ctx.recipe.cache_dir) if ctx.recipe.cache_dir else default_cache_root()) / "generated"
         key = generation_key(self.teacher, self.tokenizer, o.model_dump(include=set(GENERATION_OPTIONS)),
                              target_starts + source_starts, self.seed, max_length) if o.cache else None
-        found = load_generation(root, key) if key else None
-        if found is not None:
-            candidates, info, views = found
-            return candidates, {**info, "reused": True}, views
-        candidates, info = generate(o, self.teacher, self.tokenizer, target_starts, source_starts, self.seed,
-                                    max_length)
-        start = time.perf_counter()
-        views = self.teacher_views(candidates, target_starts, source_starts, max_length)
-        info.update(teacher_seconds=round(time.perf_counter() - start, 2), reused=False)
-        if key:
-            save_generation(root, key, candidates, info, views)
-        return candidates, info, views
+        with making(root, key) if key else contextlib.nullcontext():
+            found = load_generation(root, key) if key else None
+            if found is not None:
+                candidates, info, views = found
+                return candidates, {**info, "reused": True}, views
+            candidates, info = generate(o, self.teacher, self.tokenizer, target_starts, source_starts, self.seed,
+                                        max_length)
+            start = time.perf_counter()
+            views = self.teacher_views(candidates, target_starts, source_starts, max_length)
+            info.update(teacher_seconds=round(time.perf_counter() - start, 2), reused=False)
+            if key:
+                save_generation(root, key, candidates, info, views)
+            return candidates, info, views
 
     def teacher_views(self, candidates, target_starts, source_starts, max_length) -> dict:
         """What the teacher makes of the candidates: probabilities (the soft labels augmented.jsonl shows) and
