@@ -231,11 +231,9 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) ->
     results, lines = {}, []
     for setting in settings:
         teachers = {k: _run(cfg, f"{setting}-teacher-{k}") for k in ("target", "mixed")}
-        per_seed, costs = {}, {}
-        for method in METHODS:
-            done = {s: r for s in seeds if (r := _run(cfg, run_name(setting, method, s, teacher)))}
-            per_seed[method] = {s: r["accuracy"] for s, r in done.items()}
-            costs[method] = list(done.values())
+        done = {m: {s: r for s in seeds if (r := _run(cfg, run_name(setting, m, s, teacher)))} for m in METHODS}
+        per_seed = {m: {s: r["accuracy"] for s, r in runs.items()} for m, runs in done.items()}
+        costs = {m: list(runs.values()) for m, runs in done.items()}
         rows = {f"teacher ({k})": _parallel.spread([t["accuracy"]] if t else []) for k, t in teachers.items()}
         costs.update({f"teacher ({k})": [t] for k, t in teachers.items() if t})
         rows.update({m: _parallel.spread(list(v.values())) for m, v in per_seed.items()})
@@ -250,8 +248,7 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) ->
             diffs = [v - own["accuracy"] for v in per_seed["l2a"].values()]
             # against the teacher a tie counts: the claim is "at least as good"
             paired[f"teacher ({teacher})"] = {**_parallel.paired(diffs), "wins": sum(d >= 0 for d in diffs)}
-        selectors = {s: r["selector"] for s in seeds
-                     if (r := _run(cfg, run_name(setting, "l2a", s, teacher))) and r.get("selector")}
+        selectors = {s: r["selector"] for s, r in done["l2a"].items() if r.get("selector")}
         results[setting] = {"rows": rows, "per_seed": per_seed, "paired": paired, "costs": costs,
                             "selectors": selectors}
         lines += _table(setting, rows, paired, costs, len(seeds)) + _selector_table(selectors)
