@@ -65,3 +65,27 @@ def test_generated_kd_is_l2a_with_its_selector_off_and_the_same_generation(monke
     assert set(GENERATION_OPTIONS) <= set(plugins["l2a"]) and plugins["l2a"]["seed"] == bench.DATA_SEED
     epochs = {k: bench.teacher_recipe(cfg, "kitchen-100", k).stages[0].epochs for k in ("target", "mixed")}
     assert epochs == {"target": cfg["teacher_epochs"], "mixed": cfg["mixed_epochs"]}
+
+
+def test_claims_are_also_judged_on_every_settings_seeds_together(tmp_path, monkeypatch):
+    """Two settings of 3 seeds make one pooled test of 6 (setting, seed) pairs; one setting makes none."""
+    bench = load_benchmark("data_scarce", monkeypatch)
+    monkeypatch.setattr(bench, "LEDGER", {})
+    cfg = dict(bench.CONFIGS["smoke"], runs=tmp_path / "runs")
+    l2a_minus_kd = {"kitchen-24": [1.0, 2.0, 3.0], "sst2-24": [-1.0, 0.5, 2.5]}
+    for setting, differences in l2a_minus_kd.items():
+        _fake_run(cfg, f"{setting}-teacher-target", 90.0)
+        for seed, difference in zip((42, 43, 44), differences):
+            _fake_run(cfg, bench.run_name(setting, "kd", seed, "target"), 70.0 + seed - 42)
+            _fake_run(cfg, bench.run_name(setting, "l2a", seed, "target"), 70.0 + seed - 42 + difference, 0.5)
+    results, table = bench.summarise(cfg, ["kitchen-24", "sst2-24"], [42, 43, 44], "target")
+    claims = {c["claim"]: c for c in results["claims"]}
+    pooled = claims["L2A beats kd (2 settings pooled)"]
+    assert pooled["evidence"] == "+1.3 ± 1.5 (5/6 pairs)"  # mean 8/6, sample std of the six pairs
+    assert pooled["verdict"] == "reproduced (p = 0.04)"  # sst2-24's 3 seeds alone are too noisy
+    assert claims["L2A beats kd (sst2-24)"]["verdict"].startswith("not reproduced")
+    assert claims["L2A beats source-kd (2 settings pooled)"]["verdict"] == "not run"
+    assert claims["L2A's student at least as good as its teacher (target) (2 settings pooled)"]["verdict"] == \
+        "not reproduced"
+    alone, _ = bench.summarise(cfg, ["kitchen-24"], [42, 43, 44], "target")
+    assert not any("pooled" in c["claim"] for c in alone["claims"])
