@@ -78,7 +78,7 @@ def test_claims_are_also_judged_on_every_settings_seeds_together(tmp_path, monke
         for seed, difference in zip((42, 43, 44), differences):
             _fake_run(cfg, bench.run_name(setting, "kd", seed, "target"), 70.0 + seed - 42)
             _fake_run(cfg, bench.run_name(setting, "l2a", seed, "target"), 70.0 + seed - 42 + difference, 0.5)
-    results, table = bench.summarise(cfg, ["kitchen-24", "sst2-24"], [42, 43, 44], "target")
+    results, _ = bench.summarise(cfg, ["kitchen-24", "sst2-24"], [42, 43, 44], "target")
     claims = {c["claim"]: c for c in results["claims"]}
     pooled = claims["L2A beats kd (2 settings pooled)"]
     assert pooled["evidence"] == "+1.3 ± 1.5 (5/6 pairs)"  # mean 8/6, sample std of the six pairs
