@@ -311,9 +311,13 @@ def _claims(results: dict, settings: list[str], teacher: str) -> list[dict]:
     scopes = {setting: (results[setting]["paired"], "seeds") for setting in settings}
     ran = [setting for setting in settings if results[setting]["paired"]]
     if len(ran) > 1:
-        pooled = {b: [x for s in ran for x in results[s]["paired"].get(b, {}).get("differences", [])]
-                  for b in baselines}
-        scopes[f"{len(ran)} settings pooled"] = ({b: _parallel.paired(d) for b, d in pooled.items() if d}, "pairs")
+        pooled = {}
+        for b in baselines:
+            parts = [results[s]["paired"][b] for s in ran if b in results[s]["paired"]]
+            if parts:  # wins summed, not recounted: against the teacher a setting counts its ties
+                pooled[b] = {**_parallel.paired([x for p in parts for x in p["differences"]]),
+                             "wins": sum(p["wins"] for p in parts)}
+        scopes[f"{len(ran)} settings pooled"] = (pooled, "pairs")
     claims = []
     for scope, (paired, unit) in scopes.items():
         for baseline in baselines:
