@@ -275,9 +275,9 @@ def _table(setting: str, rows: dict, paired: dict, costs: dict, seeds: int) -> l
         lines.append(f"| {name} | {_parallel.cell(row, n)} | {_mean(c, 'seconds')} | {_mean(c, 'generation_seconds')}"
                      f" ({_mean(c, 'head_seconds')}) | {_mean(c, 'peak_rss_mb')} | {kept if kept != '–' else '–'}"
                      f"{' %' if kept != '–' else ''} |")
-    lines += ["", "| paired, per seed | difference | wins |", "|---|---:|---:|"]
-    for baseline, d in paired.items():
-        lines.append(f"| l2a − {baseline} | {_parallel.signed(d)} | {d['wins']}/{d['n']} |")
+    if paired:  # none until the setting's l2a has run
+        lines += ["", "| paired, per seed | difference | wins |", "|---|---:|---:|"]
+        lines += [f"| l2a − {b} | {_parallel.signed(d)} | {d['wins']}/{d['n']} |" for b, d in paired.items()]
     return lines + [""]
 
 

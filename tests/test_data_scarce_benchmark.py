@@ -89,3 +89,17 @@ def test_claims_are_also_judged_on_every_settings_seeds_together(tmp_path, monke
         "not reproduced"
     alone, _ = bench.summarise(cfg, ["kitchen-24"], [42, 43, 44], "target")
     assert not any("pooled" in c["claim"] for c in alone["claims"])
+
+
+def test_a_setting_without_l2a_yet_prints_no_paired_table(tmp_path, monkeypatch):
+    """A setting begun with its baselines has nothing to pair until its l2a runs."""
+    bench = load_benchmark("data_scarce", monkeypatch)
+    monkeypatch.setattr(bench, "LEDGER", {})
+    cfg = dict(bench.CONFIGS["smoke"], runs=tmp_path / "runs")
+    _fake_run(cfg, bench.run_name("kitchen-24", "kd", 42, "target"), 70.0)
+    _, table = bench.summarise(cfg, ["kitchen-24"], [42], "target")
+    assert "| kd | 70.0 |" in table
+    assert "paired, per seed" not in table  # not an empty table under the setting's heading
+    _fake_run(cfg, bench.run_name("kitchen-24", "l2a", 42, "target"), 71.0, 0.5)
+    _, table = bench.summarise(cfg, ["kitchen-24"], [42], "target")
+    assert "| l2a − kd | +1.0 ± 0.0 | 1/1 |" in table
