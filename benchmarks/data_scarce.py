@@ -213,11 +213,17 @@ def jobs(cfg: dict, config: str, settings: list[str], seeds: list[int], methods:
          phases: list[str]) -> tuple[list[str], list[str]]:
     """The teachers' jobs and the students' jobs still to run. A teacher missing here trains when a student of its
     setting is still to run from it, or when even the ledger lacks its score."""
-    # l2a first and generated-kd last: l2a makes the generation they share while the other rows run, and a
-    # generated-kd that starts before it is kept waits for it (augment/cache.py) rather than making it again
+    # a setting's first l2a (or generated-kd) run makes the generation its l2a and generated-kd runs share; one that
+    # starts before it is kept waits for it (augment/cache.py), holding a worker idle, so the maker goes first,
+    # then the rows that need no generation, then the rest of the generation's readers
     order = sorted(methods, key=lambda m: (m != "l2a", m == "generated-kd"))
     students = [f"{config}:student:{s}:{m}:{seed}:{teacher}" for seed in seeds for s in settings for m in order
                 if "students" in phases and not _run(cfg, run_name(s, m, seed, teacher))]
+    readers = [job for job in students if job.split(":")[3] in ("l2a", "generated-kd")]
+    makers = [next(job for job in readers if job.split(":")[2] == s) for s in settings
+              if any(job.split(":")[2] == s for job in readers)]
+    students = makers + [job for job in students if job not in readers] + \
+        [job for job in readers if job not in makers]
     teachers = [f"{config}:teacher:{s}:{k}" for s in settings for k in ("target", "mixed") if "teachers" in phases
                 and not (cfg["runs"] / f"{s}-teacher-{k}" / "test.json").is_file()
                 and (not _run(cfg, f"{s}-teacher-{k}")

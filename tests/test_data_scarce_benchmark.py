@@ -48,6 +48,12 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     assert students == ["smoke:student:kitchen-24:kd:45:target"]
     _, students = bench.jobs(cfg, "smoke", ["kitchen-24"], [45], list(bench.METHODS), "target", ["students"])
     assert [job.split(":")[3] for job in students] == ["l2a", "kd", "tinybert-aug", "source-kd", "generated-kd"]
+    # over seeds: the first l2a makes the generation, the rows that need none run while it does, its readers last
+    _, students = bench.jobs(cfg, "smoke", ["kitchen-24"], [45, 46], ["kd", "generated-kd", "l2a"], "target",
+                             ["students"])
+    assert [job.split(":", 3)[3] for job in students] == [
+        "l2a:45:target", "kd:45:target", "kd:46:target", "generated-kd:45:target", "l2a:46:target",
+        "generated-kd:46:target"]
 
 
 def test_generated_kd_is_l2a_with_its_selector_off_and_the_same_generation(monkeypatch):
