@@ -367,7 +367,7 @@ def main() -> None:
     if not args.summarise_only:
         teachers, students = jobs(cfg, config, settings, seeds, methods, args.teacher, phases)
         # the big model on both cores, one run at a time; the students seed by seed, so a partial table covers
-        # every setting and method
+        # every setting and method (but the generation's readers after the other rows, `jobs`)
         _parallel.run_all(__file__, logs, 1, teachers, threads=2)
         _parallel.run_all(__file__, logs, args.workers, students)
     results, table = summarise(cfg, settings, seeds, args.teacher)
