@@ -217,13 +217,12 @@ def jobs(cfg: dict, config: str, settings: list[str], seeds: list[int], methods:
     # starts before it is kept waits for it (augment/cache.py), holding a worker idle, so the maker goes first,
     # then the rows that need no generation, then the rest of the generation's readers
     order = sorted(methods, key=lambda m: (m != "l2a", m == "generated-kd"))
-    students = [f"{config}:student:{s}:{m}:{seed}:{teacher}" for seed in seeds for s in settings for m in order
-                if "students" in phases and not _run(cfg, run_name(s, m, seed, teacher))]
-    readers = [job for job in students if job.split(":")[3] in ("l2a", "generated-kd")]
-    makers = [next(job for job in readers if job.split(":")[2] == s) for s in settings
-              if any(job.split(":")[2] == s for job in readers)]
-    students = makers + [job for job in students if job not in readers] + \
-        [job for job in readers if job not in makers]
+    todo = [(s, m, seed) for seed in seeds for s in settings for m in order
+            if "students" in phases and not _run(cfg, run_name(s, m, seed, teacher))]
+    readers = [run for run in todo if run[1] in ("l2a", "generated-kd")]
+    makers = [next(run for run in readers if run[0] == s) for s in dict.fromkeys(run[0] for run in readers)]
+    todo = makers + [run for run in todo if run not in readers] + [run for run in readers if run not in makers]
+    students = [f"{config}:student:{s}:{m}:{seed}:{teacher}" for s, m, seed in todo]
     teachers = [f"{config}:teacher:{s}:{k}" for s in settings for k in ("target", "mixed") if "teachers" in phases
                 and not (cfg["runs"] / f"{s}-teacher-{k}" / "test.json").is_file()
                 and (not _run(cfg, f"{s}-teacher-{k}")
