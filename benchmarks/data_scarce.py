@@ -28,8 +28,9 @@ against each row; the paper's two claims each stated as reproduced or not, per s
     .venv/bin/python benchmarks/data_scarce.py --smoke          # all-MiniLM-L6-v2, a few examples, minutes
     .venv/bin/python benchmarks/data_scarce.py --summarise-only
 
-Writes benchmarks/results/data_scarce.{json,md} and the ledger data_scarce_runs.json (every finished run's score
-and costs, committed); --smoke writes data_scarce_smoke* instead.
+Writes benchmarks/results/data_scarce.{json,md} (the settings asked for and every other the ledger has runs of) and
+the ledger data_scarce_runs.json (every finished run's score and costs, committed); --smoke writes data_scarce_smoke*
+instead.
 """
 from __future__ import annotations
 
@@ -233,6 +234,13 @@ def jobs(cfg: dict, config: str, settings: list[str], seeds: list[int], methods:
 # ---- tables -----------------------------------------------------------------------------------------------------
 
 
+def tabled(cfg: dict, settings: list[str]) -> list[str]:
+    """The settings the tables cover: those asked for, then every other one the ledger has a run of, so that a
+    command run on one setting does not leave the committed tables with that setting alone."""
+    begun = [s for s in cfg["settings"] if s not in settings and any(name.startswith(f"{s}-") for name in LEDGER)]
+    return settings + begun
+
+
 def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) -> tuple[dict, str]:
     results, lines = {}, []
     for setting in settings:
@@ -369,7 +377,7 @@ def main() -> None:
         # every setting and method (but the generation's readers after the other rows, `jobs`)
         _parallel.run_all(__file__, logs, 1, teachers, threads=2)
         _parallel.run_all(__file__, logs, args.workers, students)
-    results, table = summarise(cfg, settings, seeds, args.teacher)
+    results, table = summarise(cfg, tabled(cfg, settings), seeds, args.teacher)
     settings_out = {key: (str(value) if isinstance(value, Path) else value) for key, value in cfg.items()}
     settings_out.update(seeds=seeds, data_seed=DATA_SEED, teacher=args.teacher,
                         wall_seconds=None if args.summarise_only else round(time.time() - start))

@@ -109,3 +109,14 @@ def test_a_setting_without_l2a_yet_prints_no_paired_table(tmp_path, monkeypatch)
     _fake_run(cfg, bench.run_name("kitchen-24", "l2a", 42, "target"), 71.0, 0.5)
     _, table = bench.summarise(cfg, ["kitchen-24"], [42], "target")
     assert "| l2a − kd | +1.0 ± 0.0 | 1/1 |" in table
+
+
+def test_tables_keep_every_setting_the_ledger_has_runs_of(monkeypatch):
+    """A command run on one setting rewrites the results files: they still cover every setting begun."""
+    bench = load_benchmark("data_scarce", monkeypatch)
+    monkeypatch.setattr(bench, "LEDGER", {bench.run_name("sst2-24", "kd", 42, "target"): {"accuracy": 70.0}})
+    cfg = bench.CONFIGS["smoke"]
+    assert bench.tabled(cfg, ["kitchen-24"]) == ["kitchen-24", "sst2-24"]
+    assert bench.tabled(cfg, ["sst2-24"]) == ["sst2-24"]
+    monkeypatch.setattr(bench, "LEDGER", {})
+    assert bench.tabled(cfg, ["kitchen-24"]) == ["kitchen-24"]
