@@ -20,8 +20,8 @@ Every student trains the same number of optimizer steps on its own data and is s
 no labelled data beyond the scarce training set is used). The generated examples are the setting's (plugin seed 42),
 made by its first run and read back by the others (augment/cache.py). Amazon is scored on each domain's test split
 (200 reviews carved from train.tsv, tasks/amazon.py), SST-2 on its dev split. Paired per-seed differences of L2A
-against each row; the paper's two claims each stated as reproduced or not, per setting and over every setting's
-(setting, seed) pairs together; time and peak memory of every row.
+against each row; the paper's two claims each stated as reproduced or not, per setting and over the (setting, seed)
+pairs of every complete setting together; time and peak memory of every row.
 
     .venv/bin/python benchmarks/data_scarce.py [--phases teachers,students] [--settings kitchen-100,sst2-200]
         [--seeds 42,43,44] [--methods kd,l2a] [--teacher target|mixed] [--workers 2]
@@ -266,7 +266,7 @@ def summarise(cfg: dict, settings: list[str], seeds: list[int], teacher: str) ->
         results[setting] = {"rows": rows, "per_seed": per_seed, "paired": paired, "costs": costs,
                             "selectors": selectors}
         lines += _table(setting, rows, paired, costs, len(seeds)) + _selector_table(selectors)
-    results["claims"] = _claims(results, settings, teacher)
+    results["claims"] = _claims(results, settings, teacher, len(seeds))
     lines += ["| claim | evidence | verdict |", "|---|---|---|"]
     lines += [f"| {c['claim']} | {c['evidence']} | {c['verdict']} |" for c in results["claims"]]
     _parallel.write_ledger(ledger_path(cfg), LEDGER)  # after every run above was read into it
@@ -314,15 +314,18 @@ def _selector_table(selectors: dict[int, dict]) -> list[str]:
     return lines + [""]
 
 
-def _claims(results: dict, settings: list[str], teacher: str) -> list[dict]:
+def _claims(results: dict, settings: list[str], teacher: str, seeds: int) -> list[dict]:
     """L2A beats a baseline in a setting when its paired difference is above zero by a one-sided t-test at 5 % over
     at least 3 seeds (`_parallel.beats`); its student is at least as good as its teacher when the mean difference
-    is >= 0 and it is at least as good on most of at least 3 seeds. With two settings or more, each claim is also
-    judged on every setting's seeds together: the pairs (setting, seed) in one test, as the paper claims it of every
-    setting; a pair's difference is taken within its setting, so the settings' unlike levels cancel."""
+    is >= 0 and it is at least as good on most of at least 3 seeds. With two complete settings or more (L2A and
+    each row it is paired with on every seed), each claim is also judged on their seeds together: the pairs
+    (setting, seed) in one test, as the paper claims it of every setting; a pair's difference is taken within its
+    setting, so the settings' unlike levels cancel. A setting still running stays out of the pool, so the pooled
+    rows change only when a setting is whole."""
     baselines = (*METHODS[:-1], f"teacher ({teacher})")
     scopes = {setting: (results[setting]["paired"], "seeds") for setting in settings}
-    ran = [setting for setting in settings if results[setting]["paired"]]
+    ran = [setting for setting in settings if results[setting]["paired"]
+           and all(p["n"] == seeds for p in results[setting]["paired"].values())]
     if len(ran) > 1:
         pooled = {}
         for b in baselines:

@@ -95,6 +95,13 @@ def test_claims_are_also_judged_on_every_settings_seeds_together(tmp_path, monke
         "not reproduced"
     alone, _ = bench.summarise(cfg, ["kitchen-24"], [42, 43, 44], "target")
     assert not any("pooled" in c["claim"] for c in alone["claims"])
+    # a setting still running (l2a and kd on one seed of three) is tabled alone and stays out of the pool
+    _fake_run(cfg, bench.run_name("kitchen-48", "kd", 42, "target"), 70.0)
+    _fake_run(cfg, bench.run_name("kitchen-48", "l2a", 42, "target"), 60.0, 0.5)
+    begun, _ = bench.summarise(cfg, ["kitchen-24", "sst2-24", "kitchen-48"], [42, 43, 44], "target")
+    claims = {c["claim"]: c for c in begun["claims"]}
+    assert claims["L2A beats kd (2 settings pooled)"] == pooled
+    assert claims["L2A beats kd (kitchen-48)"]["evidence"] == "-10.0 ± 0.0 (0/1 seeds)"
 
 
 def test_a_setting_without_l2a_yet_prints_no_paired_table(tmp_path, monkeypatch):
