@@ -314,7 +314,7 @@ def _selector_table(selectors: dict[int, dict]) -> list[str]:
     return lines + [""]
 
 
-def _claims(results: dict, settings: list[str], teacher: str, seeds: int) -> list[dict]:
+def _claims(results: dict, settings: list[str], teacher: str, seed_count: int) -> list[dict]:
     """L2A beats a baseline in a setting when its paired difference is above zero by a one-sided t-test at 5 % over
     at least 3 seeds (`_parallel.beats`); its student is at least as good as its teacher when the mean difference
     is >= 0 and it is at least as good on most of at least 3 seeds. With two complete settings or more (L2A and
@@ -325,7 +325,7 @@ def _claims(results: dict, settings: list[str], teacher: str, seeds: int) -> lis
     baselines = (*METHODS[:-1], f"teacher ({teacher})")
     scopes = {setting: (results[setting]["paired"], "seeds") for setting in settings}
     ran = [setting for setting in settings if results[setting]["paired"]
-           and all(p["n"] == seeds for p in results[setting]["paired"].values())]
+           and all(p["n"] == seed_count for p in results[setting]["paired"].values())]
     if len(ran) > 1:
         pooled = {}
         for b in baselines:
