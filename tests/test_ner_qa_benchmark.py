@@ -27,6 +27,13 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     results, table = bench.summarise(["conll2003"], [42, 43, 44])
     assert round(results["conll2003"]["rows"]["kd"]["test/entity_f1"]["mean"], 2) == 81.43
     assert results["conll2003"]["speed"]["teacher"]["latency_ms_b1"] == 9.0
+    paired = results["conll2003"]["paired"]  # every method 1 point above the one before it, on every seed
+    assert [round(paired[name]["mean"], 6) for name in ("kd − no-teacher", "tinybert − kd")] == [1.0, 1.0]
+    assert paired["tinybert − no-teacher"]["wins"] == 3
+    assert paired["kd − no-teacher"]["verdict"].startswith("reproduced")
+    goal = results["conll2003"]["target"]  # tinybert, the best, keeps 82.43 / 90 = 91.6 % of the teacher's F1
+    assert (goal["best"], round(goal["percent_of_teacher"], 1), goal["verdict"]) == ("tinybert", 91.6, "not met")
+    assert "| kd − no-teacher | +1.0 ± 0.0 | 3/3 | reproduced (p = 0.00) |" in table
 
     shutil.rmtree(bench.runs_dir())  # a new machine: only the committed ledger remains
     bench.LEDGER.clear()
@@ -34,6 +41,8 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     again, again_table = bench.summarise(["conll2003"], [42, 43, 44])
     assert json.loads(json.dumps(again)) == json.loads(json.dumps(results)) and again_table == table
     assert table.index("| teacher | 22.0M |") < table.index("| student | 15.0M |")  # the ledger sorts its keys
+    partial, _ = bench.summarise(["conll2003"], [42, 43, 44, 45])  # seed 45 not yet run: no verdict on the target
+    assert partial["conll2003"]["target"]["verdict"] == "undecided"
     assert bench.jobs(["conll2003"], [42, 43, 44]) == ([], [])  # nothing to train again, not even the teacher
     teachers, students = bench.jobs(["conll2003", "squad"], [42, 45])
     assert teachers == ["conll2003:teacher", "squad:teacher"]  # conll2003's seed 45 needs its teacher back
