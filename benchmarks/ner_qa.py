@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -160,14 +161,13 @@ def jobs(tasks: list[str], seeds: list[int]) -> tuple[list[str], list[str]]:
     return teachers, students
 
 
-def compare(task: str, seeds: list[int]) -> dict:
-    """Each comparison's per-seed paired differences on the main metric, over the seeds both runs have, and its
-    verdict by the shared rule (a one-sided paired t-test at 5 %, 3 seeds at least)."""
-    split, metric = config(task)["main"]
+def compare(runs: dict, split: str, metric: str) -> dict:
+    """Each comparison's per-seed paired differences on the main metric, over the seeds both methods have run
+    (`runs`: method -> seed -> scores), and its verdict by the shared rule (a one-sided paired t-test at 5 %, 3
+    seeds at least)."""
     out = {}
     for a, b in COMPARISONS:
-        both = [(x, y) for x, y in ((scores(task, a, s), scores(task, b, s)) for s in seeds) if x and y]
-        differences = [x[split][metric] - y[split][metric] for x, y in both]
+        differences = [runs[a][s][split][metric] - runs[b][s][split][metric] for s in runs[a] if s in runs[b]]
         out[f"{a} − {b}"] = {**_parallel.paired(differences), "verdict": _parallel.beats(differences)}
     return out
 
@@ -175,7 +175,8 @@ def compare(task: str, seeds: list[int]) -> dict:
 def target(task: str, rows: dict, main: str, seeds: int) -> dict:
     """Whether the best student (highest mean main metric) keeps the task's target share of its teacher: undecided
     until every student has all its seeds."""
-    best = max(METHODS, key=lambda name: rows[name]["percent_of_teacher"] or float("-inf"))
+    best = max(METHODS, key=lambda name: -math.inf if rows[name]["percent_of_teacher"] is None
+               else rows[name]["percent_of_teacher"])
     complete = all(rows[name][main]["n"] == seeds for name in METHODS)
     kept = rows[best]["percent_of_teacher"]
     verdict = "undecided" if not complete or kept is None else "met" if kept >= TARGETS[task] else "not met"
@@ -190,17 +191,18 @@ def summarise(tasks: list[str], seeds: list[int]) -> tuple[dict, str]:
             continue
         columns = [(split, metric) for split in cfg["splits"] for metric in cfg["metrics"]]
         rows = {"teacher": {f"{s}/{m}": _parallel.spread([teacher[s][m]]) for s, m in columns}}
-        for method in METHODS:
-            done = [r for r in (scores(task, method, seed) for seed in seeds) if r is not None]
-            rows[method] = {f"{s}/{m}": _parallel.spread([r[s][m] for r in done]) for s, m in columns}
-            rows[method]["seconds"] = [r["seconds"] for r in done]
+        runs = {method: {seed: r for seed in seeds if (r := scores(task, method, seed)) is not None}
+                for method in METHODS}
+        for method, done in runs.items():
+            rows[method] = {f"{s}/{m}": _parallel.spread([r[s][m] for r in done.values()]) for s, m in columns}
+            rows[method]["seconds"] = [r["seconds"] for r in done.values()]
         main = "/".join(cfg["main"])
         for row in rows.values():
             mean = row[main]["mean"]
             row["percent_of_teacher"] = None if mean is None else 100 * mean / teacher[cfg["main"][0]][cfg["main"][1]]
-        speed = next((r["speed"] for r in (scores(task, "tinybert", seed) for seed in seeds) if r), {})
+        speed = next((r["speed"] for r in runs["tinybert"].values()), {})
         speed = dict(sorted(speed.items(), key=lambda item: item[0] != "teacher"))  # the ledger sorts its keys
-        paired, goal = compare(task, seeds), target(task, rows, main, len(seeds))
+        paired, goal = compare(runs, *cfg["main"]), target(task, rows, main, len(seeds))
         results[task] = {"rows": rows, "speed": speed, "columns": [f"{s}/{m}" for s, m in columns], "main": main,
                          "paired": paired, "target": goal}
         lines += [f"### {task} ({cfg['task']})", "",
