@@ -18,7 +18,7 @@ finished run's numbers also go to a committed ledger, so on a new machine only w
 (a student is distilled again only for a fine-tuning still to run from it).
 
     .venv/bin/python benchmarks/task_agnostic.py [--phases teacher,students,finetune,budget,maps,sizes]
-        [--workers 2] [--seeds 42,43,44]
+        [--workers 2] [--seeds 42,43,44] [--students general,transfer,etd,minilm]
     .venv/bin/python benchmarks/task_agnostic.py --smoke      # all-MiniLM-L6-v2 as teacher, tiny data, minutes
     .venv/bin/python benchmarks/task_agnostic.py --summarise-only
 
@@ -291,12 +291,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phases", default="teacher,students,finetune,budget,maps,sizes")
     parser.add_argument("--seeds", default=None)
+    parser.add_argument("--students", default=",".join(KINDS), help="which students the students and finetune "
+                        "phases make and fine-tune (e.g. etd,minilm: the two that need no distillation)")
     parser.add_argument("--workers", type=int, default=None, help="fine-tuning processes (default 2; --smoke: 0, "
                         "in this process)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = sorted(set(args.students.split(",")) - set(KINDS))
+    if unknown:
+        parser.error(f"--students: unknown {', '.join(unknown)}; expected some of {', '.join(KINDS)}")
     if args.job:  # config:key:task:seed[:proxy part]
         config, key, task, seed, *part = args.job.split(":")
         cfg = CONFIGS[config]
@@ -311,8 +316,9 @@ def main() -> None:
     ledger = RESULTS / f"{cfg['name']}_runs.json"
     report.LEDGER.update(_parallel.read_ledger(ledger))
     if not args.summarise_only:
-        finetunes = finetune_jobs(cfg, config, [(k, s) for s in seeds for k in KINDS], cfg["tasks"])
-        needed = [kind for kind in KINDS if any(job.split(":")[1] == kind for job in finetunes)]
+        kinds = [kind for kind in KINDS if kind in args.students.split(",")]
+        finetunes = finetune_jobs(cfg, config, [(k, s) for s in seeds for k in kinds], cfg["tasks"])
+        needed = [kind for kind in kinds if any(job.split(":")[1] == kind for job in finetunes)]
         if "teacher" in phases and "transfer" in needed:
             make_teacher(cfg)
         if "students" in phases:

@@ -3,6 +3,8 @@ searches' results, and rebuilds a student only for a fine-tuning still to run fr
 import json
 import shutil
 
+import pytest
+
 from conftest import load_benchmark
 
 
@@ -44,3 +46,12 @@ def test_ledger_keeps_finished_runs_on_a_new_machine(tmp_path, monkeypatch):
     assert bench.finetune_jobs(cfg, "smoke", students, tasks) == []  # no student to distil again
     assert bench.finetune_jobs(cfg, "smoke", students + [("general", 43)], ["rte"]) == ["smoke:general:rte:43"]
     assert report.search_record(cfg, "maps") == search and report.search_record(cfg, "sizes") is None
+
+
+def test_unknown_student_kind_is_one_line_and_exit_2(monkeypatch, capsys):
+    bench = load_benchmark("task_agnostic", monkeypatch)
+    monkeypatch.setattr("sys.argv", ["task_agnostic.py", "--students", "etd,tiny"])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2
+    assert "--students: unknown tiny; expected some of general, transfer, etd, minilm" in capsys.readouterr().err
