@@ -52,7 +52,9 @@ CONFIGS = {
         "name": "task_agnostic", "runs": ROOT / "benchmarks" / "runs" / "task_agnostic",
         "teacher": "sentence-transformers/all-mpnet-base-v2",
         "student": {"layers": 6, "hidden": 384, "heads": 12, "ffn": 1536},
-        "sst2": {"train_limit": 20000, "epochs": 1, "lr": 3e-5, "max_length": 64},
+        # bf16: benchmarks/base_teacher.py's check on this teacher and task (2,000 SST-2 sentences, one epoch) found
+        # 90.6 % against fp32's 90.5 % in 723 s against 982 s
+        "sst2": {"train_limit": 20000, "epochs": 1, "lr": 3e-5, "max_length": 64, "precision": "bf16"},
         "distil_max_length": 64, "corpus_limit": 40000, "transfer_corpus_limit": 20000,
         "transfer_epochs": (1, 1, 1), "general_epochs": 1,
         "tasks": ["cola", "mrpc", "rte", "stsb", "amazon-books"],
@@ -129,8 +131,9 @@ def make_teacher(cfg: dict) -> None:
 
     run = cfg["runs"] / "teacher-sst2"
     if not (run / "report.json").is_file():
-        api.finetune(cfg["teacher"], "sst2", name=run.name, output_dir=str(cfg["runs"]), speed=False,
-                     **cfg["sst2"])
+        # ~2 h on 2 cores: checkpoints every 100 steps, and an interrupted run continues from its newest
+        api.finetune(cfg["teacher"], "sst2", name=run.name, output_dir=str(cfg["runs"]), speed=False, resume=True,
+                     checkpoint_every=100, **cfg["sst2"])
 
 
 def make_student(cfg: dict, kind: str) -> None:
