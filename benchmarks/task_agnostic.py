@@ -302,7 +302,8 @@ def main() -> None:
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    unknown = sorted(set(args.students.split(",")) - set(KINDS))
+    students = args.students.split(",")
+    unknown = sorted(set(students) - set(KINDS))
     if unknown:
         parser.error(f"--students: unknown {', '.join(unknown)}; expected some of {', '.join(KINDS)}")
     if args.job:  # config:key:task:seed[:proxy part]
@@ -319,7 +320,7 @@ def main() -> None:
     ledger = RESULTS / f"{cfg['name']}_runs.json"
     report.LEDGER.update(_parallel.read_ledger(ledger))
     if not args.summarise_only:
-        kinds = [kind for kind in KINDS if kind in args.students.split(",")]
+        kinds = [kind for kind in KINDS if kind in students]
         finetunes = finetune_jobs(cfg, config, [(k, s) for s in seeds for k in kinds], cfg["tasks"])
         needed = [kind for kind in kinds if any(job.split(":")[1] == kind for job in finetunes)]
         if "teacher" in phases and "transfer" in needed:
