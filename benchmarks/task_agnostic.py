@@ -131,7 +131,7 @@ def make_teacher(cfg: dict) -> None:
 
     run = cfg["runs"] / "teacher-sst2"
     if not (run / "report.json").is_file():
-        # checkpoints every 100 steps (of 625), and an interrupted run continues from its newest
+        # checkpoints every 100 steps, and an interrupted run (a session that ends) continues from its newest
         api.finetune(cfg["teacher"], "sst2", name=run.name, output_dir=str(cfg["runs"]), speed=False, resume=True,
                      checkpoint_every=100, **cfg["sst2"])
 
